@@ -1,0 +1,109 @@
+"""Every server option and limit, with its default, in one place.
+
+The CLI, the API and the docs' limits page are all built from :class:`ServerOptions`,
+so a limit cannot exist in one and be missing from another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from .drafts import ALL_DRAFTS, Draft
+from .handshake import HandshakeSettings
+from .http import Headers, Request
+from .policy import DEFAULT_POLICY
+
+__all__ = ["Rejection", "ServerOptions", "UpgradeRequest"]
+
+
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """What the application sees of a handshake before deciding on it."""
+
+    request: Request
+    draft: Draft
+    remote: tuple[str, int] | None
+    offered_subprotocols: tuple[str, ...]
+
+    @property
+    def path(self) -> str:
+        return self.request.target
+
+    @property
+    def headers(self) -> Headers:
+        return self.request.headers
+
+    @property
+    def origin(self) -> str | None:
+        return self.request.origin
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Returned by ``process_request`` to refuse a handshake with this status and reason."""
+
+    status: int = 403
+    reason: str = "forbidden"
+
+
+ProcessRequest = Callable[[UpgradeRequest], "Rejection | None | Awaitable[Rejection | None]"]
+SelectSubprotocol = Callable[[UpgradeRequest, Sequence[str]], str | None]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    # What is spoken.
+    drafts: frozenset[Draft] = ALL_DRAFTS
+    subprotocols: Sequence[str] | None = None
+    """Subprotocols the server supports; the first one in the client's list is chosen."""
+    select_subprotocol: SelectSubprotocol | None = None
+    """Overrides ``subprotocols``: return one of the offered values, or None."""
+    process_request: ProcessRequest | None = None
+    """Called before accepting; return a Rejection to refuse with an HTTP error."""
+
+    # Limits.
+    max_head_size: int = 16384
+    """Bytes in the request line and headers (431 above)."""
+    max_headers: int = 100
+    """Header fields in a request (431 above)."""
+    handshake_timeout: float = 10.0
+    """Seconds from accept to a completed handshake, hixie-76 key3 included."""
+    max_message_size: int | None = 2**20
+    """Bytes in one received message (1009 above; hixie: bytes before the end byte)."""
+    max_frame_size: int | None = None
+    """Bytes in one received hybi frame (1009 above); None: only the message limit."""
+    max_queue: int = 16
+    """Received messages held for the application before reading pauses."""
+    close_timeout: float = 5.0
+    """Seconds to wait for the peer's side of the closing handshake."""
+    read_size: int = 65536
+    """Bytes asked of the socket per read."""
+
+    # Legacy drafts.
+    secure: bool = False
+    """hixie locations say wss:// (set it behind a TLS-terminating proxy)."""
+    allow_missing_origin: bool = True
+    """Accept hixie requests without Origin (echoing ``null``) instead of answering 400."""
+    hixie76_early_head: bool = True
+    """Send the hixie-76 101 head before key3 arrives (HTTP-mode proxies need it)."""
+    hixie_binary: Literal["error", "base64"] = "error"
+    """Sending bytes on hixie: raise UnsupportedByDraft, or send them as base64 text."""
+    policy: str = field(default=DEFAULT_POLICY, repr=False)
+    """Flash socket policy XML answered to ``<policy-file-request/>``."""
+
+    def handshake_settings(self) -> HandshakeSettings:
+        return HandshakeSettings(
+            drafts=self.drafts,
+            max_head_size=self.max_head_size,
+            max_headers=self.max_headers,
+            secure=self.secure,
+            allow_missing_origin=self.allow_missing_origin,
+            hixie76_early_head=self.hixie76_early_head,
+            policy=self.policy,
+        )
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}

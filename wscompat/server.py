@@ -1,0 +1,254 @@
+"""The trio server: accept, sniff and handshake, then run the handler beside a reader.
+
+Each connection runs in its own task, its handshake under ``handshake_timeout``. A
+handler that raises closes only its own connection (1011) and is logged; cancelling
+:func:`serve` closes every open connection with 1001 (or its draft's equivalent) within
+``close_timeout``. Listening sockets use trio's accept loop, which backs off instead of
+crashing when file descriptors run out.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import trio
+
+from .connection import Connection
+from .drafts import Draft
+from .errors import ConnectionClosed
+from .framing import Framer, HixieFramer, HybiFramer
+from .handshake import Accepted, Phase, ServerHandshake
+from .options import Rejection, ServerOptions, UpgradeRequest
+
+__all__ = ["Handler", "Server", "serve"]
+
+logger = logging.getLogger("wscompat.server")
+
+Handler = Callable[[Connection], Awaitable[None]]
+REJECT_LINGER = 1.0
+"""Seconds to drain input after an error response, so the kernel does not reset it."""
+
+
+@dataclass
+class Server:
+    """A running server, as given to ``nursery.start(serve, ...)``."""
+
+    listeners: list[trio.SocketListener]
+    options: ServerOptions
+    connections: set[Connection] = field(default_factory=set)
+
+    @property
+    def port(self) -> int:
+        return int(self.listeners[0].socket.getsockname()[1])
+
+    @property
+    def addresses(self) -> list[tuple[Any, ...]]:
+        return [tuple(listener.socket.getsockname()) for listener in self.listeners]
+
+
+async def serve(
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 8080,
+    *,
+    options: ServerOptions | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    **kwargs: Any,
+) -> None:
+    """Serve ``handler`` on ``host:port`` until cancelled. ``host=None`` listens on all
+    interfaces, IPv4 and IPv6. Keyword arguments are :class:`ServerOptions` fields."""
+    if kwargs:
+        unknown = set(kwargs) - ServerOptions.names()
+        if unknown:
+            raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
+        base = options or ServerOptions()
+        options = ServerOptions(**{**_as_dict(base), **kwargs})
+    options = options or ServerOptions()
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server = Server(listeners, options)
+    for address in server.addresses:
+        logger.info("listening on %s port %s", address[0], address[1])
+    async with trio.open_nursery() as connections:
+        await connections.start(
+            partial(trio.serve_listeners, partial(_serve_one, server, handler), listeners,
+                    handler_nursery=connections)
+        )
+        task_status.started(server)
+
+
+def _as_dict(options: ServerOptions) -> dict[str, Any]:
+    return {name: getattr(options, name) for name in ServerOptions.names()}
+
+
+def _remote(stream: trio.abc.Stream) -> tuple[str, int] | None:
+    sock = getattr(stream, "socket", None)
+    try:
+        peer = sock.getpeername() if sock is not None else None
+    except OSError:
+        return None
+    return (str(peer[0]), int(peer[1])) if peer else None
+
+
+async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) -> None:
+    options = server.options
+    remote = _remote(stream)
+    started = time.monotonic()
+    try:
+        with trio.move_on_after(options.handshake_timeout) as deadline:
+            accepted = await _handshake(stream, options, remote)
+        if deadline.cancelled_caught:
+            logger.info("%s handshake timed out", _fmt(remote))
+            return
+        if accepted is None:
+            return
+        ws = Connection(
+            stream,
+            _framer(accepted.draft, options),
+            accepted.request,
+            subprotocol=accepted.subprotocol,
+            extensions=accepted.extensions,
+            remote=remote,
+            max_queue=options.max_queue,
+            close_timeout=options.close_timeout,
+            read_size=options.read_size,
+        )
+        if accepted.leftover:
+            ws._framer.receive_data(accepted.leftover)
+        server.connections.add(ws)
+        try:
+            await _run(ws, handler, options)
+        finally:
+            server.connections.discard(ws)
+            _log_connection(ws, started)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _run(ws: Connection, handler: Handler, options: ServerOptions) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.run_reader)
+        code, reason = 1000, ""
+        try:
+            await handler(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("%s handler failed on %s", _fmt(ws.remote), ws.path)
+            code, reason = 1011, "internal error"
+        except BaseException:
+            code, reason = 1001, "server shutting down"
+            raise
+        finally:
+            # Shielded so a shutdown still closes cleanly; close() bounds its own time.
+            with trio.CancelScope(shield=True):
+                await ws.close(code, reason)
+
+
+def _framer(draft: Draft, options: ServerOptions) -> Framer:
+    if draft in (Draft.HIXIE75, Draft.HIXIE76):
+        return HixieFramer(
+            draft, max_message_size=options.max_message_size, binary=options.hixie_binary
+        )
+    return HybiFramer(
+        draft, max_message_size=options.max_message_size, max_frame_size=options.max_frame_size
+    )
+
+
+async def _handshake(
+    stream: trio.abc.Stream, options: ServerOptions, remote: tuple[str, int] | None
+) -> Accepted | None:
+    hs = ServerHandshake(options.handshake_settings())
+    while True:
+        if hs.phase is Phase.DECIDE:
+            await _decide(hs, options, remote)
+        out = hs.data_to_send()
+        if out:
+            await stream.send_all(out)
+        if hs.phase is Phase.OPEN:
+            return hs.accepted
+        if hs.phase in (Phase.CLOSE, Phase.TLS):
+            _log_refusal(hs, remote)
+            await _linger(stream, options.read_size)
+            return None
+        if hs.phase is Phase.DECIDE:
+            continue
+        data = await stream.receive_some(options.read_size)
+        if not data:
+            return None
+        hs.receive_data(data)
+
+
+async def _decide(
+    hs: ServerHandshake, options: ServerOptions, remote: tuple[str, int] | None
+) -> None:
+    assert hs.request is not None and hs.draft is not None
+    offered = tuple(hs.offered_subprotocols)
+    upgrade = UpgradeRequest(hs.request, hs.draft, remote, offered)
+    if options.process_request is not None:
+        verdict = options.process_request(upgrade)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if isinstance(verdict, Rejection):
+            hs.reject(verdict.status, verdict.reason)
+            return
+    hs.accept(_choose_subprotocol(upgrade, options))
+
+
+def _choose_subprotocol(upgrade: UpgradeRequest, options: ServerOptions) -> str | None:
+    offered = upgrade.offered_subprotocols
+    if not offered:
+        return None
+    if options.select_subprotocol is not None:
+        chosen = options.select_subprotocol(upgrade, offered)
+        if chosen is not None and chosen not in offered:
+            raise ValueError(f"select_subprotocol chose {chosen!r}, which was not offered")
+        return chosen
+    if options.subprotocols is None:
+        return None
+    supported = set(options.subprotocols)
+    return next((p for p in offered if p in supported), None)
+
+
+async def _linger(stream: trio.abc.Stream, read_size: int) -> None:
+    """Half-close and drain briefly, so a response is not destroyed by a reset."""
+    with trio.move_on_after(REJECT_LINGER):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            while await stream.receive_some(read_size):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _fmt(remote: tuple[str, int] | None) -> str:
+    if remote is None:
+        return "-"
+    host, port = remote
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _log_refusal(hs: ServerHandshake, remote: tuple[str, int] | None) -> None:
+    target = hs.request.target if hs.request else "-"
+    if hs.rejection is not None:
+        logger.info(
+            "%s %s rejected %d %s", _fmt(remote), target, hs.rejection.status,
+            hs.rejection.reason,
+        )
+    else:
+        logger.info("%s %s closed after %s", _fmt(remote), target, hs.kind.value if hs.kind
+                    else "no data")
+
+
+def _log_connection(ws: Connection, started: float) -> None:
+    logger.info(
+        "%s %s %s %.3fs in=%d out=%d close=%s by=%s",
+        _fmt(ws.remote), ws.path, ws.draft, time.monotonic() - started,
+        ws.stats.bytes_in, ws.stats.bytes_out, ws.close_code, ws.stats.closed_by or "-",
+    )
