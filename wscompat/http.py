@@ -109,7 +109,9 @@ class HeadParser:
 
     def __init__(self, *, max_size: int = 16384, max_headers: int = 100) -> None:
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)
+        self._max_size = max_size
         self._max_headers = max_headers
+        self._fed = 0
         self.request: Request | None = None
         self.leftover = b""
 
@@ -117,6 +119,7 @@ class HeadParser:
         if self.request is not None:
             self.leftover += data
             return self.request
+        self._fed += len(data)
         self._h11.receive_data(data)
         try:
             event = self._h11.next_event()
@@ -126,6 +129,9 @@ class HeadParser:
         if event is h11.NEED_DATA:
             return None
         assert isinstance(event, h11.Request), event
+        # h11 bounds only an incomplete head; a whole one can arrive in a single read.
+        if self._fed - len(self._h11.trailing_data[0]) > self._max_size:
+            raise HandshakeRejected(431, "request head too large")
         raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()]
         if len(raw) > self._max_headers:
             raise HandshakeRejected(431, f"more than {self._max_headers} header fields")

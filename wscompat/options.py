@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from .drafts import ALL_DRAFTS, Draft
+from .framing import Framer, HixieFramer, HybiFramer
 from .handshake import HandshakeSettings
 from .http import Headers, Request
 from .policy import DEFAULT_POLICY
 
-__all__ = ["Rejection", "ServerOptions", "UpgradeRequest"]
+__all__ = ["Rejection", "ServerOptions", "UpgradeRequest", "choose_subprotocol", "make_framer"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,31 @@ class ServerOptions:
     @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+
+def make_framer(draft: Draft, options: ServerOptions) -> Framer:
+    """The framer for a freshly opened connection of ``draft``."""
+    if draft in (Draft.HIXIE75, Draft.HIXIE76):
+        return HixieFramer(
+            draft, max_message_size=options.max_message_size, binary=options.hixie_binary
+        )
+    return HybiFramer(
+        draft, max_message_size=options.max_message_size, max_frame_size=options.max_frame_size
+    )
+
+
+def choose_subprotocol(upgrade: UpgradeRequest, options: ServerOptions) -> str | None:
+    """The subprotocol to answer with: the callback's choice, else the first one in the
+    client's list that ``subprotocols`` contains, else none."""
+    offered = upgrade.offered_subprotocols
+    if not offered:
+        return None
+    if options.select_subprotocol is not None:
+        chosen = options.select_subprotocol(upgrade, offered)
+        if chosen is not None and chosen not in offered:
+            raise ValueError(f"select_subprotocol chose {chosen!r}, which was not offered")
+        return chosen
+    if options.subprotocols is None:
+        return None
+    supported = set(options.subprotocols)
+    return next((p for p in offered if p in supported), None)

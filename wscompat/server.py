@@ -20,11 +20,15 @@ from typing import Any
 import trio
 
 from .connection import Connection
-from .drafts import Draft
 from .errors import ConnectionClosed
-from .framing import Framer, HixieFramer, HybiFramer
 from .handshake import Accepted, Phase, ServerHandshake
-from .options import Rejection, ServerOptions, UpgradeRequest
+from .options import (
+    Rejection,
+    ServerOptions,
+    UpgradeRequest,
+    choose_subprotocol,
+    make_framer,
+)
 
 __all__ = ["Handler", "Server", "serve"]
 
@@ -109,7 +113,7 @@ async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) 
             return
         ws = Connection(
             stream,
-            _framer(accepted.draft, options),
+            make_framer(accepted.draft, options),
             accepted.request,
             subprotocol=accepted.subprotocol,
             extensions=accepted.extensions,
@@ -150,16 +154,6 @@ async def _run(ws: Connection, handler: Handler, options: ServerOptions) -> None
                 await ws.close(code, reason)
 
 
-def _framer(draft: Draft, options: ServerOptions) -> Framer:
-    if draft in (Draft.HIXIE75, Draft.HIXIE76):
-        return HixieFramer(
-            draft, max_message_size=options.max_message_size, binary=options.hixie_binary
-        )
-    return HybiFramer(
-        draft, max_message_size=options.max_message_size, max_frame_size=options.max_frame_size
-    )
-
-
 async def _handshake(
     stream: trio.abc.Stream, options: ServerOptions, remote: tuple[str, int] | None
 ) -> Accepted | None:
@@ -197,22 +191,7 @@ async def _decide(
         if isinstance(verdict, Rejection):
             hs.reject(verdict.status, verdict.reason)
             return
-    hs.accept(_choose_subprotocol(upgrade, options))
-
-
-def _choose_subprotocol(upgrade: UpgradeRequest, options: ServerOptions) -> str | None:
-    offered = upgrade.offered_subprotocols
-    if not offered:
-        return None
-    if options.select_subprotocol is not None:
-        chosen = options.select_subprotocol(upgrade, offered)
-        if chosen is not None and chosen not in offered:
-            raise ValueError(f"select_subprotocol chose {chosen!r}, which was not offered")
-        return chosen
-    if options.subprotocols is None:
-        return None
-    supported = set(options.subprotocols)
-    return next((p for p in offered if p in supported), None)
+    hs.accept(choose_subprotocol(upgrade, options))
 
 
 async def _linger(stream: trio.abc.Stream, read_size: int) -> None:

@@ -152,16 +152,17 @@ class ServerHandshake:
                 content_type="text/html; charset=utf-8",
             )
             self._out.append(page)
+            self.rejection = HandshakeRejected(426, "not a WebSocket request")
             self.phase = Phase.CLOSE
             return
         self.draft = draft
         if draft is Draft.HIXIE76:
             hixie76.parse_keys(request)
-        elif draft is Draft.HIXIE75:
-            if self._buffer:
-                raise HandshakeRejected(400, "hixie-75 client sent data before the handshake")
-        else:
-            hybi.check_key(request)
+        elif draft is not Draft.HIXIE75:
+            try:
+                hybi.check_key(request)
+            except HandshakeRejected as exc:
+                raise HandshakeRejected(exc.status, exc.reason, version_header(drafts)) from None
         if draft in (Draft.HIXIE75, Draft.HIXIE76):
             origin_echo(request, allow_missing=self.settings.allow_missing_origin)
         self.phase = Phase.DECIDE

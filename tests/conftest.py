@@ -1,0 +1,36 @@
+"""Shared fixtures: a real wscompat server on a loopback port, per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+import wscompat
+from wscompat.cli import echo
+
+Starter = Callable[..., Awaitable[wscompat.Server]]
+
+
+@pytest.fixture
+async def start_server(nursery: trio.Nursery) -> AsyncIterator[Starter]:
+    """Start ``wscompat.serve(handler, "127.0.0.1", 0, **options)``; stopped after the test."""
+
+    async def start(
+        handler: wscompat.server.Handler = echo, host: str = "127.0.0.1", **options: Any
+    ) -> wscompat.Server:
+        server: wscompat.Server = await nursery.start(
+            lambda task_status: wscompat.serve(
+                handler, host, 0, task_status=task_status, **options
+            )
+        )
+        return server
+
+    yield start
+
+
+@pytest.fixture
+async def echo_server(start_server: Starter) -> wscompat.Server:
+    return await start_server(echo)

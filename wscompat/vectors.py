@@ -1,0 +1,371 @@
+"""Test vectors: whole recorded exchanges kept as JSON data, checked offline.
+
+A vector says what a client sends (in order, possibly in chunks and with pauses), what an
+echo server must send back, which messages the application sees, and how the exchange
+ends. :func:`check` runs one through the sans-I/O core with the echo application,
+without sockets or clocks, and reports the first difference byte for byte. The format is
+documented in ``docs/vectors.md``; the same files can be replayed against any server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .drafts import Draft, parse_drafts
+from .framing import Closed, Framer, Message
+from .handshake import Phase, ServerHandshake
+from .options import ServerOptions, UpgradeRequest, choose_subprotocol, make_framer
+
+__all__ = ["Result", "Vector", "VectorError", "check", "decode_data", "load", "load_all"]
+
+DRAFT_DIRS = {d.value: d for d in Draft}
+
+
+class VectorError(ValueError):
+    """A vector file does not follow the format."""
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # send, expect, expect_close, expect_status, expect_eof, pause
+    data: bytes = b""
+    chunks: tuple[int, ...] = ()
+    seconds: float = 0.0
+    code: int = 0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Vector:
+    path: Path
+    name: str
+    draft: Draft | None
+    source: str
+    description: str
+    steps: tuple[Step, ...]
+    events: tuple[str | bytes, ...] | None
+    end: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.parent.name}/{self.path.stem}"
+
+
+def decode_data(spec: Any) -> bytes:
+    """Bytes from a data spec: a string (UTF-8), ``{"hex": ...}``, ``{"repeat": hex,
+    "count": n}``, or a list of these concatenated."""
+    if isinstance(spec, str):
+        return spec.encode("utf-8")
+    if isinstance(spec, list):
+        return b"".join(decode_data(item) for item in spec)
+    if isinstance(spec, dict):
+        if set(spec) == {"hex"}:
+            return bytes.fromhex(spec["hex"])
+        if set(spec) == {"repeat", "count"}:
+            return bytes.fromhex(spec["repeat"]) * int(spec["count"])
+    raise VectorError(f"not a data spec: {spec!r}")
+
+
+def _event(spec: Any) -> str | bytes:
+    if isinstance(spec, dict) and set(spec) == {"text"}:
+        return str(spec["text"])
+    if isinstance(spec, dict) and set(spec) == {"binary"}:
+        return decode_data(spec["binary"])
+    raise VectorError(f"an event is {{'text': str}} or {{'binary': data}}, not {spec!r}")
+
+
+_STEP_KEYS = {"send", "expect", "expect_close", "expect_status", "expect_eof", "pause"}
+
+
+def _step(spec: Any) -> Step:
+    if not isinstance(spec, dict) or len(set(spec) & _STEP_KEYS) != 1:
+        raise VectorError(f"a step has exactly one of {sorted(_STEP_KEYS)}: {spec!r}")
+    if "send" in spec:
+        chunks = tuple(int(n) for n in spec.get("chunks", ()))
+        return Step("send", decode_data(spec["send"]), chunks=chunks)
+    if "chunks" in spec:
+        raise VectorError("chunks belong to a send step")
+    if "headers" in spec and "expect_status" not in spec:
+        raise VectorError("headers belong to an expect_status step")
+    if "expect_close" in spec:
+        return Step("expect_close", code=int(spec["expect_close"]))
+    if "expect_status" in spec:
+        headers = tuple((str(k), str(v)) for k, v in dict(spec.get("headers", {})).items())
+        return Step("expect_status", code=int(spec["expect_status"]), headers=headers)
+    if "expect" in spec:
+        return Step("expect", decode_data(spec["expect"]))
+    if "pause" in spec:
+        return Step("pause", seconds=float(spec["pause"]))
+    if spec.get("expect_eof") is True:
+        return Step("expect_eof")
+    raise VectorError(f"unknown step {spec!r}")
+
+
+_ALLOWED_KEYS = {
+    "$schema", "name", "draft", "source", "description", "steps", "events", "end", "options",
+}
+_END_KEYS = {"close_code", "status", "eof"}
+
+
+def load(path: str | Path) -> Vector:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VectorError(f"{path}: {exc}") from None
+    try:
+        return _parse(path, raw)
+    except (VectorError, KeyError, TypeError, ValueError) as exc:
+        raise VectorError(f"{path}: {exc}") from None
+
+
+def _parse(path: Path, raw: Any) -> Vector:
+    if not isinstance(raw, dict):
+        raise VectorError("a vector is a JSON object")
+    unknown = set(raw) - _ALLOWED_KEYS
+    if unknown:
+        raise VectorError(f"unknown keys {sorted(unknown)}")
+    for key in ("name", "source", "steps", "end"):
+        if key not in raw:
+            raise VectorError(f"missing {key!r}")
+    if not str(raw["source"]).strip():
+        raise VectorError("source must name where the vector comes from")
+    draft = None if raw.get("draft") is None else DRAFT_DIRS[raw["draft"]]
+    end = dict(raw["end"])
+    if not end or set(end) - _END_KEYS:
+        raise VectorError(f"end takes {sorted(_END_KEYS)}")
+    events = None if "events" not in raw else tuple(_event(e) for e in raw["events"])
+    options = dict(raw.get("options", {}))
+    unknown_options = set(options) - ServerOptions.names()
+    if unknown_options:
+        raise VectorError(f"unknown server options {sorted(unknown_options)}")
+    return Vector(
+        path=path,
+        name=str(raw["name"]),
+        draft=draft,
+        source=str(raw["source"]),
+        description=str(raw.get("description", "")),
+        steps=tuple(_step(s) for s in raw["steps"]),
+        events=events,
+        end=end,
+        options=options,
+    )
+
+
+def load_all(paths: Iterable[str | Path]) -> Iterator[Vector]:
+    """Every ``*.json`` vector under the given files and directories, sorted by path."""
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(root.rglob("*.json"))
+        for file in files:
+            if file.name != "schema.json":
+                yield load(file)
+
+
+# -- offline check ------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    vector: Vector
+    ok: bool
+    problem: str = ""
+    expected: bytes = b""
+    actual: bytes = b""
+
+
+class _EchoSession:
+    """A whole server connection without I/O: handshake, framer and the echo application."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.handshake = ServerHandshake(options.handshake_settings())
+        self.framer: Framer | None = None
+        self.out = bytearray()
+        self.eof = False
+        self.events: list[str | bytes] = []
+        self.close_code: int | None = None
+        self.status: int | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self.eof:
+            return
+        if self.framer is None:
+            self.handshake.receive_data(data)
+            self._advance_handshake()
+        else:
+            self.framer.receive_data(data)
+            self._pump()
+
+    def feed_eof(self) -> None:
+        if self.framer is not None and not self.eof:
+            self.framer.receive_eof()
+            self._pump()
+        self.eof = True
+
+    def _advance_handshake(self) -> None:
+        hs = self.handshake
+        if hs.phase is Phase.DECIDE:
+            assert hs.request is not None and hs.draft is not None
+            offered = tuple(hs.offered_subprotocols)
+            upgrade = UpgradeRequest(hs.request, hs.draft, None, offered)
+            hs.accept(choose_subprotocol(upgrade, self.options))
+        self.out += hs.data_to_send()
+        if hs.phase is Phase.OPEN:
+            assert hs.accepted is not None
+            self.framer = make_framer(hs.accepted.draft, self.options)
+            if hs.accepted.leftover:
+                self.framer.receive_data(hs.accepted.leftover)
+                self._pump()
+        elif hs.phase in (Phase.CLOSE, Phase.TLS):
+            self.status = hs.rejection.status if hs.rejection else None
+            self.eof = True
+
+    def _pump(self) -> None:
+        assert self.framer is not None
+        while True:
+            events = self.framer.events()
+            if not events:
+                break
+            for event in events:
+                if isinstance(event, Message):
+                    self.events.append(event.data)
+                    if self.framer.state.value == "open":
+                        if isinstance(event.data, str):
+                            self.framer.send_text(event.data)
+                        else:
+                            self.framer.send_binary(event.data)
+                elif isinstance(event, Closed):
+                    self.close_code = event.code
+        self.out += self.framer.data_to_send()
+        if self.framer.eof_wanted:
+            self.eof = True
+
+
+def server_options(vector: Vector) -> ServerOptions:
+    """The vector's ``options`` as ServerOptions (``drafts`` given as a list of names).
+
+    Without ``subprotocols`` the echo application accepts the first one offered, as
+    ``wscompat serve`` does.
+    """
+    options: dict[str, Any] = {"select_subprotocol": _first_offered, **vector.options}
+    if "subprotocols" in options:
+        del options["select_subprotocol"]
+    if "drafts" in options:
+        options["drafts"] = parse_drafts(",".join(options["drafts"]))
+    return ServerOptions(**options)
+
+
+def _first_offered(_: UpgradeRequest, offered: Sequence[str]) -> str | None:
+    return offered[0] if offered else None
+
+
+def check(vector: Vector, *, bytewise: bool = False) -> Result:
+    """Run a vector offline; with ``bytewise`` every send arrives one byte at a time."""
+    options = server_options(vector)
+    session = _EchoSession(options)
+    read = 0
+    for step in vector.steps:
+        if step.kind == "send":
+            for piece in _pieces(step, bytewise):
+                session.feed(piece)
+        elif step.kind == "expect":
+            got = bytes(session.out[read : read + len(step.data)])
+            if got != step.data:
+                return Result(vector, False, f"server bytes differ at offset {read}",
+                              step.data, bytes(session.out[read:]))
+            read += len(step.data)
+        elif step.kind in ("expect_close", "expect_status"):
+            reader = _read_close if step.kind == "expect_close" else _read_status
+            consumed, problem = reader(bytes(session.out[read:]), step)
+            if problem:
+                return Result(vector, False, problem, b"", bytes(session.out[read:]))
+            read += consumed
+        elif step.kind == "expect_eof":
+            if not session.eof:
+                return Result(vector, False, "expected the server to close the connection")
+            extra = bytes(session.out[read:])
+            if extra:
+                return Result(vector, False, "unexpected bytes before the close", b"", extra)
+    if vector.steps and vector.steps[-1].kind != "expect_eof" and read < len(session.out):
+        return Result(vector, False, "unexpected bytes after the last expectation",
+                      b"", bytes(session.out[read:]))
+    return _check_end(vector, session)
+
+
+def _read_close(out: bytes, step: Step) -> tuple[int, str]:
+    """Consume one unmasked close frame and compare its code (1005 when it has none)."""
+    if len(out) < 2 or out[0] != 0x88 or out[1] > 125:
+        return 0, f"expected a close frame with code {step.code}"
+    length = out[1]
+    if len(out) < 2 + length:
+        return 0, "truncated close frame"
+    code = int.from_bytes(out[2:4], "big") if length >= 2 else 1005
+    if code != step.code:
+        return 0, f"close code {code}, expected {step.code}"
+    return 2 + length, ""
+
+
+def _read_status(out: bytes, step: Step) -> tuple[int, str]:
+    """Consume one HTTP response (head and Content-Length body), compare status and the
+    named headers; other headers and the body's wording may vary between servers."""
+    end = out.find(b"\r\n\r\n")
+    if end < 0:
+        return 0, f"expected an HTTP response with status {step.code}"
+    lines = out[:end].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    if status != step.code:
+        return 0, f"status {status}, expected {step.code}"
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+    for name, value in step.headers:
+        if headers.get(name.lower()) != value:
+            return 0, f"header {name}: {headers.get(name.lower())!r}, expected {value!r}"
+    length = int(headers.get("content-length", "0") or 0)
+    return end + 4 + length, ""
+
+
+def _pieces(step: Step, bytewise: bool) -> Iterator[bytes]:
+    data = step.data
+    if bytewise:
+        yield from (data[i : i + 1] for i in range(len(data)))
+        return
+    pos = 0
+    for size in step.chunks:
+        yield data[pos : pos + size]
+        pos += size
+    if pos < len(data):
+        yield data[pos:]
+
+
+def _check_end(vector: Vector, session: _EchoSession) -> Result:
+    if vector.events is not None and tuple(session.events) != vector.events:
+        return Result(vector, False, f"application saw {_short(session.events)}, "
+                      f"expected {_short(list(vector.events))}")
+    end = vector.end
+    if "status" in end and session.status != end["status"]:
+        return Result(vector, False, f"status {session.status}, expected {end['status']}")
+    if "close_code" in end:
+        if session.close_code is None and session.framer is not None and not session.eof:
+            session.feed_eof()
+        if session.close_code != end["close_code"]:
+            return Result(
+                vector, False, f"close code {session.close_code}, expected {end['close_code']}"
+            )
+    if "eof" in end and session.eof != end["eof"]:
+        return Result(vector, False, f"server closed: {session.eof}, expected {end['eof']}")
+    return Result(vector, True)
+
+
+def _short(events: list[str | bytes]) -> str:
+    shown = [e if len(e) <= 40 else e[:37] + ("..." if isinstance(e, str) else b"...")
+             for e in events]
+    return repr(shown)
