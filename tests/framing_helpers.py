@@ -1,0 +1,24 @@
+"""Client-side frame builders for tests: deterministic masks, any fragmentation."""
+
+from __future__ import annotations
+
+
+def mask(payload: bytes, key: bytes) -> bytes:
+    return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def client_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
+    key: bytes = b"\x37\xfa\x21\x3d", masked: bool = True,
+) -> bytes:
+    """A client-to-server hybi frame with the shortest length encoding."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    flag = 0x80 if masked else 0
+    n = len(payload)
+    if n < 126:
+        head = bytes([first, flag | n])
+    elif n < 65536:
+        head = bytes([first, flag | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([first, flag | 127]) + n.to_bytes(8, "big")
+    return head + (key + mask(payload, key) if masked else payload)

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import pytest
+
+from wscompat.drafts import Draft
+from wscompat.framing import Closed, HybiFramer, Message, Pong, State
+
+from .framing_helpers import client_frame
+
+
+def feed(framer: HybiFramer, *frames: bytes) -> list[object]:
+    for frame in frames:
+        framer.receive_data(frame)
+    return list(framer.events())
+
+
+def test_text_binary_and_fragments() -> None:
+    f = HybiFramer()
+    events = feed(
+        f,
+        client_frame(1, b"Hello"),
+        client_frame(2, b"\x00\xff"),
+        client_frame(1, "中".encode()[:1], fin=False),
+        client_frame(0, "中".encode()[1:], fin=False),
+        client_frame(0, b"!"),
+    )
+    assert events == [Message("Hello"), Message(b"\x00\xff"), Message("中!")]
+
+
+def test_send_is_unmasked_and_exact() -> None:
+    f = HybiFramer()
+    f.send_text("Hello")
+    f.send_binary(b"\x01" * 256)
+    assert f.data_to_send() == b"\x81\x05Hello" + b"\x82\x7e\x01\x00" + b"\x01" * 256
+
+
+def test_ping_is_answered_and_pong_reported() -> None:
+    f = HybiFramer()
+    assert feed(f, client_frame(9, b"p1"), client_frame(10, b"p2")) == [Pong(b"p2")]
+    assert f.data_to_send() == b"\x8a\x02p1"
+
+
+def test_invalid_utf8_fails_at_the_first_bad_fragment() -> None:
+    f = HybiFramer()
+    events = feed(f, client_frame(1, b"ok", fin=False), client_frame(0, b"\xc0", fin=False))
+    assert events == [Closed(1007, "invalid UTF-8: invalid start byte", False)]
+    out = f.data_to_send()
+    assert out[0] == 0x88 and out[2:4] == b"\x03\xef"
+    assert f.eof_wanted and f.state is not State.OPEN
+
+
+def test_incomplete_utf8_at_message_end_is_1007() -> None:
+    f = HybiFramer()
+    (event,) = feed(f, client_frame(1, "中".encode()[:2]))
+    assert isinstance(event, Closed) and event.code == 1007
+
+
+def test_message_limit_across_fragments_is_1009() -> None:
+    f = HybiFramer(max_message_size=10)
+    events = feed(f, client_frame(2, b"x" * 6, fin=False), client_frame(0, b"y" * 6))
+    assert [e.code for e in events if isinstance(e, Closed)] == [1009]
+
+
+def test_frame_limit_is_1009() -> None:
+    f = HybiFramer(max_message_size=None, max_frame_size=4)
+    (event,) = feed(f, client_frame(2, b"x" * 5))
+    assert isinstance(event, Closed) and event.code == 1009
+
+
+def test_peer_close_is_echoed() -> None:
+    f = HybiFramer(Draft.HYBI08)
+    events = feed(f, client_frame(8, b"\x0f\xa0bye"))
+    assert events == [Closed(4000, "bye", True)]
+    assert f.data_to_send() == b"\x88\x05\x0f\xa0bye" and f.eof_wanted
+
+
+def test_empty_close_gives_1005() -> None:
+    f = HybiFramer()
+    assert feed(f, client_frame(8, b"")) == [Closed(1005, "", True)]
+    assert f.data_to_send() == b"\x88\x00"
+
+
+def test_server_close_waits_for_the_reply() -> None:
+    f = HybiFramer()
+    f.send_close(1001, "going")
+    assert f.data_to_send() == b"\x88\x07\x03\xe9going" and f.state is State.CLOSING
+    assert f.events() == []
+    assert feed(f, client_frame(8, b"\x03\xe9")) == [Closed(1001, "going", False)]
+
+
+def test_eof_without_close_is_1006() -> None:
+    f = HybiFramer()
+    f.receive_eof()
+    assert f.events() == [Closed(1006, "connection lost", True)]
+
+
+def test_abort_sends_the_code_once() -> None:
+    f = HybiFramer()
+    f.abort(1011, "x" * 300)
+    out = f.data_to_send()
+    assert out[0] == 0x88 and out[1] == 125  # the reason was cut to fit a control frame
+    f.abort(1002, "again")
+    assert f.data_to_send() == b""
+    assert [e for e in f.events() if isinstance(e, Closed)] == [Closed(1011, "x" * 123, False)]
+
+
+def test_data_after_close_is_ignored() -> None:
+    f = HybiFramer()
+    feed(f, client_frame(8, b"\x03\xe8"))
+    assert feed(f, client_frame(1, b"late")) == []
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        client_frame(1, b"x", masked=False),
+        client_frame(1, b"x", rsv=0x20),
+        client_frame(3, b""),
+        client_frame(0xB, b""),
+        client_frame(9, b"x" * 126),
+        client_frame(9, b"", fin=False),
+        client_frame(0, b"x"),
+        client_frame(8, b"\x03"),
+        client_frame(8, (999).to_bytes(2, "big")),
+        client_frame(8, (1004).to_bytes(2, "big")),
+        client_frame(8, (1015).to_bytes(2, "big")),
+        client_frame(8, (5000).to_bytes(2, "big")),
+    ],
+)
+def test_protocol_errors_are_1002(frame: bytes) -> None:
+    f = HybiFramer()
+    (event,) = feed(f, frame)
+    assert isinstance(event, Closed) and event.code == 1002 and not event.by_peer
+    out = f.data_to_send()
+    assert out[0] == 0x88 and out[2:4] == (1002).to_bytes(2, "big")
+    assert f.eof_wanted
+
+
+def test_new_message_inside_a_fragmented_one_is_1002() -> None:
+    f = HybiFramer()
+    events = feed(f, client_frame(1, b"a", fin=False), client_frame(1, b"b"))
+    assert [e.code for e in events if isinstance(e, Closed)] == [1002]
+
+
+def test_huge_64bit_length_is_refused_before_reading() -> None:
+    f = HybiFramer(max_message_size=2**20)
+    events = feed(f, b"\x82\xff" + (2**63 - 1).to_bytes(8, "big") + b"\x00" * 4)
+    assert [e.code for e in events if isinstance(e, Closed)] == [1009]
