@@ -88,6 +88,7 @@ class Connection:
         self._reader_done = trio.Event()
         self._reader_started = False
         self._put_scope: trio.CancelScope | None = None
+        self._discard = False  # set by close(): the application wants no more messages
         self._pings: dict[bytes, _Ping] = {}
 
     # -- what the application sees ----------------------------------------------------
@@ -181,6 +182,7 @@ class Connection:
         On hixie drafts code and reason cannot be sent; they are kept for the log.
         Unread messages are discarded.
         """
+        self._discard = True
         with trio.move_on_after(self._close_timeout):
             if self._framer.state is State.OPEN:
                 self._framer.send_close(code, reason)
@@ -252,12 +254,13 @@ class Connection:
     async def _handle_events(self, events: list[Event], *, deliver: bool = True) -> None:
         for event in events:
             if isinstance(event, Message):
-                if deliver and self._framer.state is State.OPEN:
+                # Messages that arrived before the peer's close are still delivered.
+                if deliver and not self._discard:
                     await self._put(event.data)
             elif isinstance(event, Pong):
                 self._on_pong(event.data)
             elif isinstance(event, Closed):
-                by = "peer" if event.by_peer else "server"
+                by = "peer" if event.by_peer else "local"
                 self._finish(event.code, event.reason, by=by)
 
     async def _put(self, data: Data) -> None:

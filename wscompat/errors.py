@@ -8,7 +8,7 @@
     │   └── MessageTooBig        a frame or message exceeded a configured limit (1009)
     ├── UnsupportedByDraft       the connection's draft cannot express this (binary on hixie…)
     └── ConnectionClosed         the connection is closed; carries code and reason
-        ├── ConnectionClosedOK       closed with 1000/1001 or a clean hixie close
+        ├── ConnectionClosedOK       closed with 1000, 1001, 1005 (no code) or a clean hixie close
         └── ConnectionClosedError    any other ending
 
 Protocol errors carry the close code they map to, so the I/O layer never has to guess.
@@ -87,7 +87,7 @@ class ConnectionClosedError(ConnectionClosed):
     """An abnormal or erroneous ending."""
 
 
-OK_CODES = frozenset({1000, 1001})
+OK_CODES = frozenset({1000, 1001, 1005})
 
 
 def closed_error(code: int, reason: str) -> ConnectionClosed:

@@ -119,6 +119,8 @@ class HeadParser:
         if self.request is not None:
             self.leftover += data
             return self.request
+        if not data:  # h11 reads an empty chunk as end of stream
+            return None
         self._fed += len(data)
         self._h11.receive_data(data)
         try:

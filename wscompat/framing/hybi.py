@@ -1,5 +1,7 @@
 """hybi-07, hybi-08 and RFC 6455 framing, over the ``websockets`` sans-I/O Protocol.
 
+Server side by default; ``client=True`` masks what it sends, for wscompat's own client.
+
 ``websockets`` brings frame parsing with C-accelerated unmasking, the control-frame
 rules, close-code checks and the size limit (1009). This adapter owns what it leaves to
 its I/O layers: assembling fragments into messages, and UTF-8 validation that fails a
@@ -12,7 +14,8 @@ import codecs
 from typing import Any
 
 from websockets.frames import Frame, Opcode
-from websockets.protocol import SERVER, Protocol, State as WsState
+from websockets.protocol import CLIENT, SERVER, Protocol
+from websockets.protocol import State as WsState
 
 from ..drafts import Draft
 from ..errors import ProtocolViolation
@@ -35,9 +38,11 @@ class HybiFramer(Framer):
         max_message_size: int | None = 2**20,
         max_frame_size: int | None = None,
         extensions: list[Any] | None = None,
+        client: bool = False,
     ) -> None:
         self.draft = draft
-        self._p = Protocol(SERVER, max_size=(max_message_size, max_frame_size))
+        side = CLIENT if client else SERVER
+        self._p = Protocol(side, max_size=(max_message_size, max_frame_size))
         if extensions:
             self._p.extensions = list(extensions)
         self.eof_wanted = False
