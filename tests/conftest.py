@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ Starter = Callable[..., Awaitable[wscompat.Server]]
 
 
 @pytest.fixture
-async def start_server(nursery: trio.Nursery) -> AsyncIterator[Starter]:
+async def start_server(nursery: trio.Nursery) -> Starter:
     """Start ``wscompat.serve(handler, "127.0.0.1", 0, **options)``; stopped after the test."""
 
     async def start(
@@ -28,7 +28,7 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[Starter]:
         )
         return server
 
-    yield start
+    return start
 
 
 @pytest.fixture

@@ -128,19 +128,24 @@ HIXIE76 = (
 )
 
 
+def phase(hs: ServerHandshake) -> Phase:
+    """Read the phase through a call, so the checker does not narrow it across steps."""
+    return hs.phase
+
+
 def test_early_head_then_answer() -> None:
     hs = ServerHandshake()
     hs.receive_data(HIXIE76)
-    assert hs.phase is Phase.DECIDE
+    assert phase(hs) is Phase.DECIDE
     hs.accept()
-    assert hs.phase is Phase.KEY3
+    assert phase(hs) is Phase.KEY3
     head = hs.data_to_send()
     assert head.startswith(b"HTTP/1.1 101 WebSocket Protocol Handshake\r\n")
     assert head.endswith(b"\r\n\r\n")
     with pytest.raises(RuntimeError):
         hs.reject(400, "too late: the 101 head is out")
     hs.receive_data(b"^n:ds[4U\x00hi\xff")
-    assert hs.phase is Phase.OPEN
+    assert phase(hs) is Phase.OPEN
     assert hs.data_to_send() == b"8jKS'y:G*Co,Wxa-"
     assert hs.accepted is not None and hs.accepted.leftover == b"\x00hi\xff"
 
@@ -181,7 +186,9 @@ def test_policy_request_is_answered_without_http() -> None:
     assert hs.data_to_send() == b"<cross-domain-policy/>\x00"
 
 
-@pytest.mark.parametrize(("data", "phase"), [(b"\x16\x03\x01", Phase.TLS), (b"\x00\x00", Phase.CLOSE)])
+@pytest.mark.parametrize(
+    ("data", "phase"), [(b"\x16\x03\x01", Phase.TLS), (b"\x00\x00", Phase.CLOSE)]
+)
 def test_other_first_bytes(data: bytes, phase: Phase) -> None:
     hs = ServerHandshake()
     hs.receive_data(data)

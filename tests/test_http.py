@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from wscompat.errors import HandshakeRejected
-from wscompat.http import HeadParser, Headers, error_response, response
+from wscompat.http import Headers, HeadParser, error_response, response
 
 HEAD = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Twice: 1\r\nx-twice: 2\r\nKey:  a  b  \r\n\r\n"
 
@@ -55,7 +55,8 @@ def test_too_many_headers_is_431() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", b"GET / HTTP/9\r\n\r\n", b"\x01\x02\r\n\r\n"]
+    "data",
+    [b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", b"GET / HTTP/9\r\n\r\n", b"\x01\x02\r\n\r\n"],
 )
 def test_malformed_head_is_400(data: bytes) -> None:
     with pytest.raises(HandshakeRejected) as info:

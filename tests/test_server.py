@@ -12,6 +12,7 @@ import websocket  # websocket-client
 from websockets.exceptions import ConnectionClosed as WsClosed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
+from websockets.typing import Origin, Subprotocol
 
 import wscompat
 from wscompat.cli import echo
@@ -81,9 +82,10 @@ async def test_subprotocol_selection(start_server: Starter) -> None:
     server = await start_server(echo, subprotocols=["b", "c"])
 
     def run() -> tuple[str | None, str | None]:
-        with ws_connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["a", "c", "b"]) as ws:
+        offered = [Subprotocol("a"), Subprotocol("c"), Subprotocol("b")]
+        with ws_connect(f"ws://127.0.0.1:{server.port}/", subprotocols=offered) as ws:
             chosen = ws.subprotocol
-        with ws_connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["z"]) as ws:
+        with ws_connect(f"ws://127.0.0.1:{server.port}/", subprotocols=[Subprotocol("z")]) as ws:
             return chosen, ws.subprotocol
 
     assert await in_thread(run) == ("c", None)
@@ -102,7 +104,7 @@ async def test_process_request_can_refuse(start_server: Starter) -> None:
 
     def run() -> int:
         with ws_connect(f"ws://127.0.0.1:{server.port}/public",
-                        origin="http://a.example") as ws:  # type: ignore[arg-type]
+                        origin=Origin("http://a.example")) as ws:
             ws.send("ok")
             assert ws.recv() == "ok"
         with pytest.raises(InvalidStatus) as info:
@@ -252,7 +254,8 @@ async def test_flash_policy_on_the_websocket_port(echo_server: wscompat.Server) 
     await stream.send_all(b"<policy-file-request/>\x00")
     with trio.fail_after(5):
         answer = await read_to_eof(stream)
-    assert answer.startswith(b'<?xml version="1.0"?>') and answer.endswith(b"</cross-domain-policy>\n\x00")
+    assert answer.startswith(b'<?xml version="1.0"?>')
+    assert answer.endswith(b"</cross-domain-policy>\n\x00")
     assert b'<allow-access-from domain="*" to-ports="*"/>' in answer
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
 import trio
 
 from .drafts import Capabilities, Draft
@@ -222,7 +223,7 @@ class Connection:
             data = b""
         self.stats.bytes_in += len(data)
         if data:
-            self._framer.receive_data(data)
+            self._framer.receive_data(bytes(data))
         else:
             self._framer.receive_eof()
         await self._flush()
@@ -266,10 +267,8 @@ class Connection:
     async def _put(self, data: Data) -> None:
         with trio.CancelScope() as scope:
             self._put_scope = scope
-            try:
+            with contextlib.suppress(trio.ClosedResourceError):
                 await self._send_ch.send(data)
-            except trio.ClosedResourceError:
-                pass
         self._put_scope = None
 
     def _on_pong(self, data: bytes) -> None:

@@ -71,7 +71,9 @@ _SHORT: dict[Draft, str] = {
     Draft.RFC6455: "13",
 }
 
-_HYBI = Capabilities(binary=True, ping=True, close_codes=True, close_handshake=True, extensions=True)
+_HYBI = Capabilities(
+    binary=True, ping=True, close_codes=True, close_handshake=True, extensions=True
+)
 _CAPS: dict[Draft, Capabilities] = {
     Draft.HIXIE75: Capabilities(
         binary=False, ping=False, close_codes=False, close_handshake=False, extensions=False
@@ -98,8 +100,8 @@ def parse_drafts(text: str) -> frozenset[Draft]:
     """
     by_name = {d.short: d for d in Draft} | {d.value: d for d in Draft}
     chosen: set[Draft] = set()
-    for item in text.split(","):
-        item = item.strip().lower()
+    for raw in text.split(","):
+        item = raw.strip().lower()
         if not item:
             continue
         if item == "all":

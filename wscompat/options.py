@@ -49,7 +49,7 @@ class Rejection:
     reason: str = "forbidden"
 
 
-ProcessRequest = Callable[[UpgradeRequest], "Rejection | None | Awaitable[Rejection | None]"]
+ProcessRequest = Callable[[UpgradeRequest], "Rejection | Awaitable[Rejection | None] | None"]
 SelectSubprotocol = Callable[[UpgradeRequest, Sequence[str]], str | None]
 
 

@@ -175,7 +175,7 @@ async def _handshake(
         data = await stream.receive_some(options.read_size)
         if not data:
             return None
-        hs.receive_data(data)
+        hs.receive_data(bytes(data))
 
 
 async def _decide(

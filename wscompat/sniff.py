@@ -57,7 +57,7 @@ def sniff(data: bytes, *, limit: int = 64) -> Kind:
     if not data:
         return Kind.NEED_MORE
     first = data[0]
-    if first == 0x16 or first == 0x80:
+    if first in (0x16, 0x80):
         # TLS handshake record, or an SSLv2-compatible ClientHello header.
         return Kind.TLS
     if first == ord("<"):

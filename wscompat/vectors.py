@@ -159,8 +159,8 @@ def _parse(path: Path, raw: Any) -> Vector:
 
 def load_all(paths: Iterable[str | Path]) -> Iterator[Vector]:
     """Every ``*.json`` vector under the given files and directories, sorted by path."""
-    for root in paths:
-        root = Path(root)
+    for path in paths:
+        root = Path(path)
         files = [root] if root.is_file() else sorted(root.rglob("*.json"))
         for file in files:
             if file.name != "schema.json":
@@ -366,6 +366,4 @@ def _check_end(vector: Vector, session: _EchoSession) -> Result:
 
 
 def _short(events: list[str | bytes]) -> str:
-    shown = [e if len(e) <= 40 else e[:37] + ("..." if isinstance(e, str) else b"...")
-             for e in events]
-    return repr(shown)
+    return repr([e if len(e) <= 40 else f"<{type(e).__name__} of {len(e)}>" for e in events])

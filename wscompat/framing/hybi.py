@@ -70,6 +70,7 @@ class HybiFramer(Framer):
 
     def _drain(self) -> None:
         for frame in self._p.events_received():
+            assert isinstance(frame, Frame)  # an OPEN protocol yields only frames
             try:
                 self._on_frame(frame)
             except ProtocolViolation as exc:
