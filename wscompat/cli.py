@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -15,9 +16,11 @@ import trio
 from .connection import Connection
 from .drafts import parse_drafts
 from .options import ServerOptions, UpgradeRequest
-from .server import Handler, serve
+from .server import Handler, serve, serve_policy
 
 __all__ = ["echo", "main"]
+
+logger = logging.getLogger("wscompat.cli")
 
 
 async def echo(ws: Connection) -> None:
@@ -49,6 +52,22 @@ def _load_app(spec: str) -> Handler:
     return handler  # type: ignore[no-any-return]
 
 
+_EXAMPLES = """examples:
+  wscompat serve --port 8080                    echo server for every draft on port 8080
+  wscompat serve --drafts 13,8 --port 8080      only RFC 6455 and hybi-08 clients
+  wscompat serve --app chat:handler             serve async def handler(ws) from chat.py
+  wscompat serve --policy-port 843              also answer Flash policy requests on 843
+  wscompat serve --max-message-size 16MiB       accept messages of up to 16 MiB
+
+Each connection is logged on one line: remote address, path, draft, duration, bytes
+in and out, close code and who closed.
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option list, examples kept as written."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wscompat",
@@ -61,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run a server (an echo server unless --app is given)",
         description="Serve WebSocket clients of every generation on one port. Without --app "
         "every message is echoed back (text as text, binary as binary) at every path.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog=_EXAMPLES,
     )
     d = ServerOptions()
     s.add_argument("--host", default="127.0.0.1",
@@ -90,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="time allowed for the peer's part of the closing handshake")
     s.add_argument("--secure", action="store_true",
                    help="say wss:// in hixie locations (behind a TLS-terminating proxy)")
+    s.add_argument("--hixie-binary", choices=["error", "base64"], default=d.hixie_binary,
+                   help="what sending bytes to a text-only hixie client does")
+    s.add_argument("--policy-port", type=int, default=None, metavar="PORT",
+                   help="also answer Flash socket policy requests on this port (Flash asks "
+                   "843 first); the WebSocket port always answers them")
+    s.add_argument("--policy-file", metavar="PATH",
+                   help="cross-domain policy XML to send (default: allow every domain, "
+                   "every port)")
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="logging verbosity")
     return parser
@@ -106,7 +134,11 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         "handshake_timeout": args.handshake_timeout,
         "close_timeout": args.close_timeout,
         "secure": args.secure,
+        "hixie_binary": args.hixie_binary,
     }
+    if args.policy_file is not None:
+        with open(args.policy_file, encoding="utf-8") as file:
+            kwargs["policy"] = file.read()
     if args.subprotocols is not None:
         kwargs["subprotocols"] = [p.strip() for p in args.subprotocols.split(",") if p.strip()]
     elif args.app is None:
@@ -129,11 +161,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = _options(args)
         handler = echo if args.app is None else _load_app(args.app)
-    except (ValueError, argparse.ArgumentTypeError, ImportError, AttributeError) as exc:
+    except (ValueError, OSError, argparse.ArgumentTypeError, ImportError, AttributeError) as exc:
         parser.error(str(exc))
     host = None if args.host in ("", "*") else args.host
-    try:
-        trio.run(partial(serve, handler, host, args.port, options=options))
-    except KeyboardInterrupt:
-        return 0
+    trio.run(partial(_serve_all, handler, host, args.port, options, args.policy_port))
     return 0
+
+
+async def _serve_all(
+    handler: Handler, host: str | None, port: int, options: ServerOptions,
+    policy_port: int | None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection the way its draft
+    closes (1001, ``0xFF 0x00`` or a plain TCP close) within ``close_timeout``."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            if policy_port is not None:
+                await nursery.start(partial(serve_policy, host, policy_port, options.policy))
+            await nursery.start(partial(serve, handler, host, port, options=options))
+            async for signum in signals:
+                logger.info("%s received: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

@@ -212,9 +212,9 @@ class Connection:
                     break
             await self._linger()
         finally:
+            # EOF and broken streams reach the framer, which reports them; a cancelled
+            # reader leaves the connection open for close() to finish the handshake.
             self._reader_done.set()
-            if not self._closed.is_set():
-                self._finish(1006, "connection lost", by="peer")
 
     async def _read_once(self, *, deliver: bool) -> bool:
         try:

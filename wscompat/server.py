@@ -29,14 +29,18 @@ from .options import (
     choose_subprotocol,
     make_framer,
 )
+from .policy import DEFAULT_POLICY, policy_response
+from .sniff import Kind, sniff
 
-__all__ = ["Handler", "Server", "serve"]
+__all__ = ["Handler", "Server", "serve", "serve_policy"]
 
 logger = logging.getLogger("wscompat.server")
 
 Handler = Callable[[Connection], Awaitable[None]]
 REJECT_LINGER = 1.0
 """Seconds to drain input after an error response, so the kernel does not reset it."""
+POLICY_TIMEOUT = 5.0
+"""Seconds a client of the policy port has to send its request."""
 
 
 @dataclass
@@ -84,6 +88,41 @@ async def serve(
                     handler_nursery=connections)
         )
         task_status.started(server)
+
+
+async def serve_policy(
+    host: str | None = "127.0.0.1",
+    port: int = 843,
+    policy: str = DEFAULT_POLICY,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer Flash socket policy requests on a port of their own (843 is where Flash
+    asks first); anything else is closed unanswered."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    answer = policy_response(policy)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        data = b""
+        try:
+            with trio.move_on_after(POLICY_TIMEOUT):
+                while sniff(data) is Kind.NEED_MORE:
+                    chunk = await stream.receive_some(64)
+                    if not chunk:
+                        return
+                    data += chunk
+                if sniff(data) is Kind.POLICY:
+                    await stream.send_all(answer)
+                    logger.debug("%s policy file sent", _fmt(_remote(stream)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    for listener in listeners:
+        address = listener.socket.getsockname()
+        logger.info("policy file on %s port %s", address[0], address[1])
+    await trio.serve_listeners(handle, listeners, task_status=task_status)
 
 
 def _as_dict(options: ServerOptions) -> dict[str, Any]:
