@@ -33,6 +33,8 @@ PERL_GRACE = 10.0
 """Extra seconds the test waits for the script before killing it."""
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CLOSE_CODE, CLOSE_REASON = 1000, "bye from perl"
+"""What perl_client.pl sends in its close frame on hybi drafts."""
 
 # Perl's version names, the draft wscompat must detect for each, and the test id.
 PERL_DRAFTS: dict[str, Draft] = {
@@ -41,6 +43,11 @@ PERL_DRAFTS: dict[str, Draft] = {
     "draft-ietf-hybi-10": Draft.HYBI08,
     "draft-ietf-hybi-17": Draft.RFC6455,
 }
+
+
+def short_name(perl_draft: str) -> str:
+    """``draft-ietf-hybi-10`` -> ``hybi-10``, ``draft-hixie-75`` -> ``hixie-75``."""
+    return perl_draft.removeprefix("draft-").removeprefix("ietf-")
 
 
 def _big_text() -> str:
@@ -191,8 +198,6 @@ class Recorder:
 
 # -- checks on the Perl client's report ---------------------------------------------
 
-CLOSE_CODE, CLOSE_REASON = 1000, "bye from perl"
-
 STATUS_LINES = {
     Draft.HIXIE75: "HTTP/1.1 101 Web Socket Protocol Handshake",
     Draft.HIXIE76: "HTTP/1.1 101 WebSocket Protocol Handshake",
@@ -259,6 +264,9 @@ def check_close(run: PerlRun, draft: Draft) -> None:
         assert close["reply_opcode"] == 8
         assert close["reply_code"] == CLOSE_CODE
         assert close["reply_reason"] == CLOSE_REASON
+        payload = struct.pack(">H", CLOSE_CODE) + CLOSE_REASON.encode()
+        echo = bytes([0x88, len(payload)]) + payload  # unmasked, and nothing after it
+        assert close["received_hex"] == echo.hex()
 
 
 # -- wire-level helpers ----------------------------------------------------------------

@@ -12,7 +12,8 @@ What haproxy 2.4 and later do with the WebSocket drafts, as these tests pin down
 * hixie-75 and hixie-76 requests are refused by haproxy itself with 400 before any
   backend is chosen: its HTTP/1 parser rejects an ``Upgrade: websocket`` request that
   has no 24-character ``Sec-WebSocket-Key``, and a 101 answer to one that has no
-  ``Sec-WebSocket-Accept`` (502). No option of haproxy 2.6 turns that check off.
+  ``Sec-WebSocket-Accept`` (502). ``option accept-invalid-http-request`` and
+  ``accept-invalid-http-response`` do not turn that check off in haproxy 2.6.
 * A hixie-76 request sent with ``Content-Length: 8`` (as Perl's Protocol::WebSocket
   sends) is forwarded as a request with a body: haproxy removes its ``Upgrade`` header,
   so wscompat answers 400.
@@ -151,6 +152,7 @@ async def run_haproxy(backend_port: int, workdir: Path) -> AsyncIterator[HAProxy
             with trio.fail_after(START_TIMEOUT):
                 while process.poll() is None and not await _accepts(port):
                     await trio.sleep(0.05)
+            await trio.sleep(0.1)  # a haproxy that lost the port to another listener exits
             if process.poll() is None:
                 yield HAProxy(port, log_path)
                 return

@@ -28,6 +28,7 @@ from .legacy_helpers import (
     check_handshake,
     require_perl_websocket,
     run_perl_client,
+    short_name,
 )
 
 pytestmark = pytest.mark.live
@@ -37,7 +38,7 @@ Starter = Callable[..., Awaitable[wscompat.Server]]
 TEST_TIMEOUT = 60.0
 
 
-@pytest.mark.parametrize("perl_draft", list(PERL_DRAFTS), ids=lambda d: d.removeprefix("draft-"))
+@pytest.mark.parametrize("perl_draft", list(PERL_DRAFTS), ids=short_name)
 async def test_perl_client_round_trip(start_server: Starter, perl_draft: str) -> None:
     await require_perl_websocket()
     draft = PERL_DRAFTS[perl_draft]
