@@ -145,8 +145,12 @@ class ClientHandshake:
         elif self.draft is Draft.HIXIE76:
             if not head.startswith(b"HTTP/1.1 101 WebSocket Protocol Handshake\r\n"):
                 raise fail("wrong hixie-76 status line")
-            if headers.get("Upgrade") != "WebSocket" or headers.get("Connection") != "Upgrade":
-                raise fail("hixie-76 Upgrade/Connection headers are not exact")
+            # WebKit compared these values case-insensitively, so proxies that rewrite
+            # them (nginx sends "Connection: upgrade") did not break hixie-76 clients.
+            if (headers.get("Upgrade") or "").lower() != "websocket" or (
+                headers.get("Connection") or ""
+            ).lower() != "upgrade":
+                raise fail("hixie-76 Upgrade/Connection headers are wrong")
             self._check_echo(headers, "Sec-WebSocket-Origin", "Sec-WebSocket-Location")
             if rest[:16] != self._expected_tail:
                 raise fail("wrong hixie-76 challenge answer")
