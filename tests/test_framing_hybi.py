@@ -146,3 +146,11 @@ def test_huge_64bit_length_is_refused_before_reading() -> None:
     f = HybiFramer(max_message_size=2**20)
     events = feed(f, b"\x82\xff" + (2**63 - 1).to_bytes(8, "big") + b"\x00" * 4)
     assert [e.code for e in events if isinstance(e, Closed)] == [1009]
+
+
+def test_close_between_fragments_is_echoed() -> None:
+    f = HybiFramer()
+    events = feed(f, client_frame(1, b"frag", fin=False), client_frame(8, b"\x03\xe8"),
+                  client_frame(0, b"ment"))
+    assert events == [Closed(1000, "", True)]
+    assert f.data_to_send() == b"\x88\x02\x03\xe8"

@@ -88,7 +88,6 @@ class Connection:
         self._closed = trio.Event()
         self._reader_done = trio.Event()
         self._reader_started = False
-        self._put_scope: trio.CancelScope | None = None
         self._discard = False  # set by close(): the application wants no more messages
         self._pings: dict[bytes, _Ping] = {}
 
@@ -190,8 +189,8 @@ class Connection:
                 with contextlib.suppress(ConnectionClosed):
                     await self._flush()
                 await self._handle_events(self._framer.events())
-            if self._put_scope is not None:
-                self._put_scope.cancel()
+            # Unblocks a reader waiting on a full queue: its send now fails at once.
+            self._recv_ch.close()
             await _wait_any(self._closed, self._reader_done)
             if not self._closed.is_set():
                 await self._read_until_closed()
@@ -265,11 +264,8 @@ class Connection:
                 self._finish(event.code, event.reason, by=by)
 
     async def _put(self, data: Data) -> None:
-        with trio.CancelScope() as scope:
-            self._put_scope = scope
-            with contextlib.suppress(trio.ClosedResourceError):
-                await self._send_ch.send(data)
-        self._put_scope = None
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._send_ch.send(data)
 
     def _on_pong(self, data: bytes) -> None:
         """A pong answers its ping and every ping sent before it."""
@@ -296,6 +292,8 @@ class Connection:
     # -- writing --------------------------------------------------------------------
 
     async def _flush(self) -> None:
+        if not self._framer.wants_write:
+            return
         async with self._write_lock:
             data = self._framer.data_to_send()
             if not data:

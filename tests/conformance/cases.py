@@ -485,9 +485,9 @@ def _utf8_groups() -> list[tuple[str, list[tuple[bytes, bool]]]]:
         ("Other boundary conditions",
          _all(True, _hex("ed9fbf", "ee8080", "efbfbd", "f48fbfbf"))
          + _all(False, _hex("f4908080"))),
-        ("Unexpected continuation bytes", _all(False, _hex(
-            "80", "bf", "80bf", "80bf80", "80bf80bf", "80bf80bf80", "80bf80bf80bf")
-            + [bytes(range(0x80, 0xBF))])),
+        ("Unexpected continuation bytes", _all(False, [
+            *_hex("80", "bf", "80bf", "80bf80", "80bf80bf", "80bf80bf80", "80bf80bf80bf"),
+            bytes(range(0x80, 0xBF))])),
         ("Lonely start characters", _all(False, lonely)),
         ("Sequences with last continuation byte missing", _all(False, continuation_missing)),
         ("Concatenation of incomplete sequences",
@@ -583,6 +583,10 @@ def _section9(sizes: Sizes) -> Iterator[Case]:
     def scaled(n: int) -> int:
         return max(n // sizes.divisor, 1)
 
+    def wait(seconds: float, divisor: int) -> float:
+        """Autobahn's wait for the echo, scaled like the work it waits for."""
+        return max(seconds / divisor, 5.0) if divisor > 1 else seconds
+
     def size_name(n: int) -> str:
         return f"{n // MIB} MiB" if n >= MIB and n % MIB == 0 else (
             f"{n // KIB} KiB" if n >= KIB and n % KIB == 0 else f"{n} octets")
@@ -591,12 +595,12 @@ def _section9(sizes: Sizes) -> Iterator[Case]:
            (16 * MIB, 100))
     for sub, opcode, pattern, kind in ((1, TEXT, TEXT_PATTERN, "text"),
                                        (2, BINARY, BINARY_PATTERN, "binary")):
-        for i, (n, wait) in enumerate(big, 1):
+        for i, (n, seconds) in enumerate(big, 1):
             payload = repeat(pattern, scaled(n))
             yield Case(f"9.{sub}.{i}", f"Send a {kind} message of {size_name(len(payload))}.",
                        (send(Frame(opcode, payload)),),
                        echo(Event.message(payload, binary=opcode == BINARY)),
-                       end="close", after=wait)
+                       end="close", after=wait(seconds, sizes.divisor))
     pieces = (64, 256, KIB, 4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB, 4 * MIB)
     for sub, opcode, kind in ((3, TEXT, "text"), (4, BINARY, "binary")):
         for i, size in enumerate(pieces, 1):
@@ -606,7 +610,7 @@ def _section9(sizes: Sizes) -> Iterator[Case]:
                        f"in fragments of {size_name(size)}.",
                        (send(*fragmented(opcode, payload, size)),),
                        echo(Event.message(payload, binary=opcode == BINARY)),
-                       end="close", after=100)
+                       end="close", after=wait(100, sizes.divisor))
     chops = (64, 128, 256, 512, 1024, 2048)
     for sub, opcode, pattern, kind in ((5, TEXT, TEXT_PATTERN, "text"),
                                        (6, BINARY, BINARY_PATTERN, "binary")):
@@ -616,17 +620,17 @@ def _section9(sizes: Sizes) -> Iterator[Case]:
                        f"written in chops of {chop} octets.",
                        (send(Frame(opcode, payload), chop=chop),),
                        echo(Event.message(payload, binary=opcode == BINARY)),
-                       end="close", after=1000)
+                       end="close", after=wait(1000, sizes.divisor))
     count = max(1000 // sizes.count_divisor, 1)
     rtts = ((0, 60), (16, 60), (64, 60), (256, 120), (1024, 240), (4096, 480))
     for sub, opcode, fill, kind in ((7, TEXT, b"*", "text"), (8, BINARY, b"\xfe", "binary")):
-        for i, (n, wait) in enumerate(rtts, 1):
+        for i, (n, seconds) in enumerate(rtts, 1):
             payload = fill * n
             yield Case(f"9.{sub}.{i}", f"Send {count} {kind} messages of {n} octets, each "
                        "after the echo of the one before (round-trip time).",
                        (RoundTrip(Frame(opcode, payload), count),),
                        echo(*[Event.message(payload, binary=opcode == BINARY)] * count),
-                       end="close", after=wait)
+                       end="close", after=wait(seconds, sizes.count_divisor))
 
 
 def _section10() -> Iterator[Case]:
@@ -650,14 +654,13 @@ def catalogue(sizes: Sizes | None = None) -> list[Case]:
 
 
 def largest_message(cases: Iterable[Case]) -> int:
-    """The largest message any case sends, so a server's size limit can be set above it."""
+    """An upper bound on the largest message any case sends (a whole Send step counts
+    as one), so a server's size limit can be set to it."""
     largest = 0
     for case in cases:
         for step in case.steps:
             if isinstance(step, Send):
                 largest = max(largest, sum(len(f.payload) for f in step.frames))
-            elif isinstance(step, RoundTrip):
-                largest = max(largest, len(step.frame.payload))
-            elif isinstance(step, SendPart):
+            elif isinstance(step, RoundTrip | SendPart):
                 largest = max(largest, len(step.frame.payload))
     return largest

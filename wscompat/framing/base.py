@@ -65,6 +65,11 @@ class Framer(abc.ABC):
     @abc.abstractmethod
     def events(self) -> list[Event]: ...
 
+    @property
+    @abc.abstractmethod
+    def wants_write(self) -> bool:
+        """Bytes are waiting in :meth:`data_to_send` (cheap: no lock needed to ask)."""
+
     @abc.abstractmethod
     def data_to_send(self) -> bytes: ...
 

@@ -152,6 +152,10 @@ class HixieFramer(Framer):
 
     # -- sending -----------------------------------------------------------------------
 
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         out, self._out = self._out, []
         return b"".join(out)

@@ -23,6 +23,19 @@ from .base import Closed, Event, Framer, Message, Pong, State
 
 __all__ = ["HybiFramer"]
 
+class _Protocol(Protocol):
+    """``websockets``' protocol, except that a close between fragments is honoured.
+
+    RFC 6455 allows control frames between the fragments of a message (§5.4) and a
+    close must be answered (§5.5.1); the unfinished message is simply dropped.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 _STATE = {
     WsState.OPEN: State.OPEN,
     WsState.CLOSING: State.CLOSING,
@@ -42,7 +55,7 @@ class HybiFramer(Framer):
     ) -> None:
         self.draft = draft
         side = CLIENT if client else SERVER
-        self._p = Protocol(side, max_size=(max_message_size, max_frame_size))
+        self._p = _Protocol(side, max_size=(max_message_size, max_frame_size))
         if extensions:
             self._p.extensions = list(extensions)
         self.eof_wanted = False
@@ -127,6 +140,10 @@ class HybiFramer(Framer):
         return events
 
     # -- sending -----------------------------------------------------------------------
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._p.writes)
 
     def data_to_send(self) -> bytes:
         chunks = self._p.data_to_send()
