@@ -1,0 +1,524 @@
+"""The one load client every server in the benchmark is measured with.
+
+It speaks RFC 6455 over raw sockets with frames built once per phase, and checks the
+echoed byte stream against the expected one with a memory compare, so its cost per
+message is small and exactly the same whatever server it talks to. It runs in its own
+process (started by ``bench.py``), runs every phase against one server and prints the
+figures as one JSON object on stdout.
+
+Every wait has a deadline: a server that stops answering fails the run, it never hangs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import resource
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+HOST = "127.0.0.1"
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MASK = b"\x37\xfa\x21\x3d"
+BINARY, CLOSE = 0x2, 0x8
+CLOSE_PAYLOAD = (1000).to_bytes(2, "big")
+READ_CHUNK = 1 << 18
+"""The most asyncio hands to ``data_received`` at once (its selector transport reads 256 KiB)."""
+TIMEOUT = 30.0
+"""Seconds any single wait may take before the run is declared failed."""
+
+T = TypeVar("T")
+CLOSES = {"total": 0, "without_close_frame": 0}
+"""Closing handshakes done by this client, and those the server answered with bare EOF."""
+
+
+class BenchError(RuntimeError):
+    """The server answered something other than the expected echo, or not in time."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """How much of each phase to run; ``bench.py`` sends it as JSON."""
+
+    warmup: float
+    duration: float
+    settle: float
+    """Seconds the server is left alone before its RSS is read."""
+    pipeline_window: int
+    small_size: int
+    connections: int
+    per_connection_window: int
+    latency_rounds: int
+    large_size: int
+    large_window: int
+    handshake_workers: int
+    idle_connections: int
+    open_concurrency: int
+
+
+# -- wire format ----------------------------------------------------------------------
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, masked frame, as a client must send it."""
+    return _header(opcode, len(payload), masked=True) + MASK + _mask(payload)
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """The unmasked frame an echo server sends back for ``payload``."""
+    return _header(opcode, len(payload), masked=False) + payload
+
+
+def _header(opcode: int, length: int, *, masked: bool) -> bytes:
+    bit = 0x80 if masked else 0
+    if length < 126:
+        return bytes([0x80 | opcode, bit | length])
+    if length < 1 << 16:
+        return bytes([0x80 | opcode, bit | 126]) + length.to_bytes(2, "big")
+    return bytes([0x80 | opcode, bit | 127]) + length.to_bytes(8, "big")
+
+
+def _mask(payload: bytes) -> bytes:
+    """XOR with the mask key as one big integer: fast enough for 1 MiB, done once."""
+    n = len(payload)
+    key = (MASK * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+def handshake_request(port: int) -> tuple[bytes, bytes]:
+    """An RFC 6455 upgrade request and the Sec-WebSocket-Accept it must get back."""
+    key = base64.b64encode(os.urandom(16))
+    request = (
+        b"GET /bench HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        % (HOST.encode(), port, key)
+    )
+    return request, base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def check_response(head: bytes, accept: bytes) -> None:
+    """Fail unless ``head`` is a 101 carrying the right accept value."""
+    lines = head.split(b"\r\n")
+    if not lines[0].startswith(b"HTTP/1.1 101"):
+        raise BenchError(f"handshake refused: {lines[0]!r}")
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-accept" and value.strip() == accept:
+            return
+    raise BenchError("handshake answer without the right Sec-WebSocket-Accept")
+
+
+class EchoCheck:
+    """Counts echoes in a stream that must be ``frame`` repeated, byte for byte.
+
+    The expected bytes are the frame repeated past one read's size, so each received
+    chunk is checked with a single slice compare at its offset in the period.
+    """
+
+    def __init__(self, frame: bytes) -> None:
+        self.period = len(frame)
+        self.pattern = frame * (READ_CHUNK // self.period + 2)
+        self.window = len(self.pattern) - self.period
+        self.seen = 0
+
+    def feed(self, data: bytes) -> int:
+        """Check ``data`` and return how many echoes it completed."""
+        before = self.seen // self.period
+        for at in range(0, len(data), self.window):
+            piece = data[at : at + self.window]
+            start = self.seen % self.period
+            if self.pattern[start : start + len(piece)] != piece:
+                raise BenchError(f"wrong echo bytes at stream offset {self.seen}")
+            self.seen += len(piece)
+        return self.seen // self.period - before
+
+
+# -- one asyncio connection -----------------------------------------------------------
+
+
+class Conn(asyncio.Protocol):
+    """A client connection: handshake, then echo bytes to an EchoCheck, then close."""
+
+    def __init__(self, port: int, check: EchoCheck | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.request, self.accept = handshake_request(port)
+        self.check = check
+        self.on_echo: Callable[[int], None] = lambda n: None
+        self.transport: asyncio.Transport | None = None
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.state = "handshake"
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            if self.state == "open":
+                self._echo_data(data)
+            elif self.state == "closing":
+                self.tail += data
+            else:
+                self._handshake_data(data)
+        except BenchError as exc:
+            self._fail(exc)
+
+    def _echo_data(self, data: bytes) -> None:
+        if self.check is None:
+            raise BenchError("unexpected data on an idle connection")
+        self.on_echo(self.check.feed(data))
+
+    def _handshake_data(self, data: bytes) -> None:
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > 16384:
+                raise BenchError("handshake answer too long")
+            return
+        check_response(bytes(self.head[:end]), self.accept)
+        self.state = "open"
+        rest = bytes(self.head[end + 4 :])
+        if not self.opened.done():
+            self.opened.set_result(None)
+        if rest:
+            self.data_received(rest)
+
+    def _fail(self, exc: BaseException) -> None:
+        for future in (self.opened, self.lost):
+            if not future.done():
+                future.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(BenchError(f"closed during handshake: {exc}"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def close(self) -> bool:
+        """Closing handshake: send a close frame, wait for the server's and its FIN.
+
+        Returns False when the server ended TCP without answering the close frame:
+        an incomplete closing handshake, counted and reported rather than fatal.
+        """
+        self.state = "closing"
+        self.send(client_frame(CLOSE, CLOSE_PAYLOAD))
+        await within(self.lost)
+        CLOSES["total"] += 1
+        if not self.tail:
+            CLOSES["without_close_frame"] += 1
+            return False
+        if not self.tail.startswith(b"\x88"):
+            raise BenchError(f"expected a close frame, got {bytes(self.tail[:8])!r}")
+        return True
+
+
+async def within(awaitable: Awaitable[T], timeout: float = TIMEOUT) -> T:
+    """Await with the run's deadline, naming the failure instead of hanging."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise BenchError(f"no answer within {timeout} s") from None
+
+
+async def connect(port: int, check: EchoCheck | None = None) -> Conn:
+    loop = asyncio.get_running_loop()
+    _, conn = await within(loop.create_connection(lambda: Conn(port, check), HOST, port))
+    await within(conn.opened)
+    return conn
+
+
+async def open_many(port: int, count: int, concurrency: int, frame: bytes | None) -> list[Conn]:
+    """``count`` open connections, at most ``concurrency`` handshakes at once."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> Conn:
+        async with gate:
+            return await connect(port, None if frame is None else EchoCheck(frame))
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def close_all(conns: list[Conn]) -> int:
+    """Close every connection; the number closed without the server's close frame."""
+    return sum(not ok for ok in await asyncio.gather(*(conn.close() for conn in conns)))
+
+
+# -- CPU accounting -------------------------------------------------------------------
+
+
+class Cpu:
+    """CPU time of the server, of this client and of everything else over a window.
+
+    The last one says whether other work on the machine competed with the measurement.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.stat = f"/proc/{server_pid}/stat"
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float, float, float]:
+        with open(self.stat) as f:
+            fields = f.read().rpartition(")")[2].split()
+        server = (int(fields[11]) + int(fields[12])) / self.tick
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        with open("/proc/stat") as f:
+            ticks = [int(n) for n in f.readline().split()[1:]]
+        # user, nice, system and steal: not interrupt time, which loopback traffic adds.
+        busy = (ticks[0] + ticks[1] + ticks[2] + ticks[7]) / self.tick
+        return time.perf_counter(), server, usage.ru_utime + usage.ru_stime, busy
+
+    def percent(self) -> list[float]:
+        """Server, client and other CPU since construction, in % of one core."""
+        wall, server, client, busy = (
+            b - a for a, b in zip(self.start, self._now(), strict=True)
+        )
+        other = max(0.0, busy - server - client)
+        return [round(100 * t / wall, 1) for t in (server, client, other)]
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError("no VmRSS in /proc status")
+
+
+# -- phases ---------------------------------------------------------------------------
+
+
+class Pump:
+    """Keeps ``window`` echoes in flight on one connection; refills as echoes arrive."""
+
+    def __init__(self, conn: Conn, frame: bytes, window: int, total: list[int]) -> None:
+        self.conn, self.frame, self.window, self.total = conn, frame, window, total
+        self.burst = frame * window
+        self.sent = self.received = 0
+        self.running = True
+        self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        conn.on_echo = self._on_echo
+
+    def start(self) -> None:
+        self.conn.send(self.burst)
+        self.sent = self.window
+
+    def _on_echo(self, n: int) -> None:
+        self.received += n
+        self.total[0] += n
+        if self.running:
+            if n:
+                self.conn.send(self.burst if n == self.window else self.frame * n)
+                self.sent += n
+        elif self.received == self.sent and not self.drained.done():
+            self.drained.set_result(None)
+
+    async def stop(self) -> None:
+        """Stop refilling and wait for the echoes still in flight."""
+        self.running = False
+        if self.received == self.sent:
+            return
+        await within(self.drained)
+
+
+async def pumped(conns: list[Conn], frame: bytes, window: int, cfg: Config, cpu_pid: int
+                 ) -> tuple[float, list[float]]:
+    """Echoes per second over ``cfg.duration`` after ``cfg.warmup``, every pump running."""
+    total = [0]
+    pumps = [Pump(conn, frame, window, total) for conn in conns]
+    for pump in pumps:
+        pump.start()
+    await asyncio.sleep(cfg.warmup)
+    cpu, before = Cpu(cpu_pid), total[0]
+    await asyncio.sleep(cfg.duration)
+    done, wall = total[0] - before, time.perf_counter() - cpu.start[0]
+    usage = cpu.percent()
+    await asyncio.gather(*(pump.stop() for pump in pumps))
+    return done / wall, usage
+
+
+async def phase_memory(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+    """RSS growth per idle open connection, on a server that has served one echo."""
+    frame = client_frame(BINARY, b"x" * cfg.small_size)
+    warm = await connect(port, EchoCheck(server_frame(BINARY, b"x" * cfg.small_size)))
+    got: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def echoed(_: int) -> None:
+        if not got.done():
+            got.set_result(None)
+
+    warm.on_echo = echoed
+    warm.send(frame)
+    await within(got)
+    await warm.close()
+    await asyncio.sleep(cfg.settle)
+    before = rss_kib(pid)
+    conns = await open_many(port, cfg.idle_connections, cfg.open_concurrency, None)
+    await asyncio.sleep(cfg.settle)
+    after = rss_kib(pid)
+    await close_all(conns)
+    return {
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_idle_connection": (after - before) / cfg.idle_connections,
+    }
+
+
+async def phase_pipelined(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+    payload = os.urandom(cfg.small_size)
+    conn = await connect(port, EchoCheck(server_frame(BINARY, payload)))
+    rate, cpu = await pumped([conn], client_frame(BINARY, payload), cfg.pipeline_window, cfg, pid)
+    await conn.close()
+    return {"ops_per_s": rate, "cpu": cpu}
+
+
+async def phase_many(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+    payload = os.urandom(cfg.small_size)
+    echo = server_frame(BINARY, payload)
+    conns = await open_many(port, cfg.connections, cfg.open_concurrency, echo)
+    frame = client_frame(BINARY, payload)
+    rate, cpu = await pumped(conns, frame, cfg.per_connection_window, cfg, pid)
+    await close_all(conns)
+    return {"ops_per_s": rate, "cpu": cpu}
+
+
+async def phase_large(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+    payload = os.urandom(cfg.large_size)
+    conn = await connect(port, EchoCheck(server_frame(BINARY, payload)))
+    rate, cpu = await pumped([conn], client_frame(BINARY, payload), cfg.large_window, cfg, pid)
+    await conn.close()
+    return {"ops_per_s": rate, "mib_per_s": rate * cfg.large_size / 2**20, "cpu": cpu}
+
+
+async def phase_handshakes(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+    """Open-and-close cycles per second, ``handshake_workers`` running side by side."""
+    done = [0]
+    deadline = time.perf_counter() + cfg.warmup + cfg.duration
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            conn = await connect(port)
+            await conn.close()
+            done[0] += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(cfg.handshake_workers)]
+    try:
+        await asyncio.sleep(cfg.warmup)
+        cpu, before = Cpu(pid), done[0]
+        await asyncio.sleep(cfg.duration)
+        count, wall = done[0] - before, time.perf_counter() - cpu.start[0]
+        usage = cpu.percent()
+        await within(asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+    return {"ops_per_s": count / wall, "cpu": usage}
+
+
+def phase_latency(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+    """Round-trip times, one message at a time, on a blocking socket (no event loop)."""
+    payload = os.urandom(cfg.small_size)
+    frame, echo = client_frame(BINARY, payload), server_frame(BINARY, payload)
+    buf = bytearray(len(echo))
+    view = memoryview(buf)
+    with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _blocking_handshake(sock, port)
+        warmup = max(100, cfg.latency_rounds // 10)
+        deadline = time.perf_counter() + TIMEOUT
+        cpu: Cpu | None = None
+        times: list[int] = []
+        for i in range(warmup + cfg.latency_rounds):
+            if i == warmup:
+                cpu = Cpu(pid)
+            t0 = time.perf_counter_ns()
+            sock.sendall(frame)
+            got = 0
+            while got < len(buf):
+                n = sock.recv_into(view[got:])
+                if not n:
+                    raise BenchError("connection closed during the latency phase")
+                got += n
+            times.append(time.perf_counter_ns() - t0)
+            if buf != echo:
+                raise BenchError("wrong echo in the latency phase")
+            if time.perf_counter() > deadline:
+                raise BenchError("latency phase exceeded its time limit")
+        assert cpu is not None
+        wall, usage = time.perf_counter() - cpu.start[0], cpu.percent()
+        sock.sendall(client_frame(CLOSE, CLOSE_PAYLOAD))
+        with contextlib.suppress(OSError):
+            while sock.recv(65536):
+                pass
+    measured = sorted(times[warmup:])
+    return {
+        "p50_us": statistics.median(measured) / 1000,
+        "p99_us": measured[min(len(measured) - 1, int(len(measured) * 0.99))] / 1000,
+        "ops_per_s": cfg.latency_rounds / wall,
+        "cpu": usage,
+    }
+
+
+def _blocking_handshake(sock: socket.socket, port: int) -> None:
+    request, accept = handshake_request(port)
+    sock.sendall(request)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(4096)
+        if not data or len(head) > 16384:
+            raise BenchError("bad handshake answer")
+        head += data
+    end = head.index(b"\r\n\r\n")
+    if head[end + 4 :]:
+        raise BenchError("unexpected data after the handshake answer")
+    check_response(head[:end], accept)
+
+
+async def run_async(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+    return {
+        "memory": await phase_memory(port, pid, cfg),
+        "pipelined": await phase_pipelined(port, pid, cfg),
+        "many": await phase_many(port, pid, cfg),
+        "large": await phase_large(port, pid, cfg),
+        "handshakes": await phase_handshakes(port, pid, cfg),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server-pid", type=int, required=True)
+    parser.add_argument("--config", required=True, help="Config fields as a JSON object")
+    args = parser.parse_args()
+    cfg = Config(**json.loads(args.config))
+    results = asyncio.run(run_async(args.port, args.server_pid, cfg))
+    results["latency"] = phase_latency(args.port, args.server_pid, cfg)
+    results["closes"] = CLOSES
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
