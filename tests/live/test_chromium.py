@@ -235,7 +235,7 @@ async def test_chromium_echo_and_close(
     assert (seen.close_code, seen.close_reason, seen.closed_by) == (
         CLOSE_CODE,
         CLOSE_REASON,
-        "server",
+        "local",
     )
 
     # What the browser saw.
@@ -269,7 +269,7 @@ async def test_chromium_subprotocol(start_server: Starter, tmp_path: Path) -> No
     assert [p.strip() for p in seen.offered_subprotocols.split(",")] == ["chat", "superchat"]
     assert seen.subprotocol == "superchat"
     assert seen.messages == [GREETING]
-    assert (seen.close_code, seen.close_reason, seen.closed_by) == (1000, "done", "server")
+    assert (seen.close_code, seen.close_reason, seen.closed_by) == (1000, "done", "local")
 
     assert_clean_report(report)
     assert report["protocol"] == "superchat"
