@@ -304,3 +304,19 @@ async def test_async_for_and_close_code(start_server: Starter) -> None:
         while len(results) < 3:
             await trio.sleep(0.01)
     assert results == ["a", b"b", 1000]
+
+
+async def test_host_none_serves_ipv4_and_ipv6(start_server: Starter) -> None:
+    server = await start_server(echo, host=None)
+    families = {len(address) for address in server.addresses}  # 2-tuples v4, 4-tuples v6
+    assert families == {2, 4}
+
+    def run() -> list[str]:
+        got = []
+        for host in ("127.0.0.1", "[::1]"):
+            with ws_connect(f"ws://{host}:{server.port}/") as ws:
+                ws.send(host)
+                got.append(str(ws.recv()))
+        return got
+
+    assert await in_thread(run) == ["127.0.0.1", "[::1]"]

@@ -78,7 +78,7 @@ async def serve(
         base = options or ServerOptions()
         options = ServerOptions(**{**_as_dict(base), **kwargs})
     options = options or ServerOptions()
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await _open_listeners(host, port)
     server = Server(listeners, options)
     for address in server.addresses:
         logger.info("listening on %s port %s", address[0], address[1])
@@ -99,7 +99,7 @@ async def serve_policy(
 ) -> None:
     """Answer Flash socket policy requests on a port of their own (843 is where Flash
     asks first); anything else is closed unanswered."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await _open_listeners(host, port)
     answer = policy_response(policy)
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -123,6 +123,24 @@ async def serve_policy(
         address = listener.socket.getsockname()
         logger.info("policy file on %s port %s", address[0], address[1])
     await trio.serve_listeners(handle, listeners, task_status=task_status)
+
+
+async def _open_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
+    """Listeners on every address of ``host``, all on one port even when ``port`` is 0
+    (trio would otherwise pick a different free port per address family)."""
+    for _ in range(5):
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        ports = {listener.socket.getsockname()[1] for listener in listeners}
+        if port != 0 or len(ports) == 1:
+            return listeners
+        chosen = listeners[0].socket.getsockname()[1]
+        for listener in listeners:
+            await listener.aclose()
+        try:
+            return await trio.open_tcp_listeners(chosen, host=host)
+        except OSError:
+            continue  # taken in between by someone else: pick again
+    raise OSError("could not find one free port for every address family")
 
 
 def _as_dict(options: ServerOptions) -> dict[str, Any]:
