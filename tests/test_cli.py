@@ -71,7 +71,7 @@ def test_sigint_stops_the_server_cleanly(served: Served) -> None:
         assert served.proc.wait(timeout=10) == 0
         rest = served.proc.stderr.read() if served.proc.stderr else ""
         assert "Traceback" not in rest
-    assert re.search(r"/ rfc6455 [\d.]+s in=\d+ out=\d+ close=1001 by=local", rest), rest
+    assert re.search(r"/ rfc6455 origin=- [\d.]+s in=\d+ out=\d+ close=1001 by=local", rest), rest
 
 
 @pytest.mark.parametrize("served", [("--drafts", "13")], indirect=True)

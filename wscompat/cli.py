@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -39,6 +40,14 @@ def _size(text: str) -> int | None:
         if text.endswith(suffix):
             return int(float(text[: -len(suffix)]) * factor)
     return int(text)
+
+
+def _count(text: str) -> int | None:
+    return None if text.strip().lower() == "none" else int(text)
+
+
+def _seconds(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def _load_app(spec: str) -> Handler:
@@ -106,6 +115,28 @@ def _parser() -> argparse.ArgumentParser:
                    help="most header fields in a request (431 above)")
     s.add_argument("--handshake-timeout", type=float, default=d.handshake_timeout,
                    metavar="SECONDS", help="time allowed to complete the opening handshake")
+    s.add_argument("--max-connections", type=_count, default=d.max_connections, metavar="N",
+                   help="connections served at once, handshakes included (503 above); "
+                   "'none' = no limit")
+    s.add_argument("--idle-timeout", type=_seconds, default=d.idle_timeout, metavar="SECONDS",
+                   help="close connections that received nothing for this long (1001)")
+    s.add_argument("--ping-interval", type=_seconds, default=d.ping_interval,
+                   metavar="SECONDS", help="keepalive ping interval on drafts that have ping")
+    s.add_argument("--ping-timeout", type=float, default=d.ping_timeout, metavar="SECONDS",
+                   help="drop a peer whose keepalive pong is this late (1011)")
+    s.add_argument("--origins", metavar="LIST",
+                   help="allowed origins, comma-separated, '*' as a wildcard "
+                   "(https://app.example,https://*.example.com); others get 403")
+    s.add_argument("--refuse-missing-origin", action="store_true",
+                   help="refuse requests that carry no origin (403)")
+    s.add_argument("--certfile", metavar="PEM",
+                   help="TLS certificate chain: serve wss:// on the same port as ws://")
+    s.add_argument("--keyfile", metavar="PEM", help="TLS private key (if not in --certfile)")
+    s.add_argument("--require-tls", action="store_true",
+                   help="with --certfile: refuse plain ws:// connections")
+    s.add_argument("--log-payloads", action="store_true",
+                   help="log the start of every message at debug level (payloads may be "
+                   "private)")
     s.add_argument("--close-timeout", type=float, default=d.close_timeout, metavar="SECONDS",
                    help="time allowed for the peer's part of the closing handshake")
     s.add_argument("--secure", action="store_true",
@@ -135,7 +166,22 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         "close_timeout": args.close_timeout,
         "secure": args.secure,
         "hixie_binary": args.hixie_binary,
+        "max_connections": args.max_connections,
+        "idle_timeout": args.idle_timeout,
+        "ping_interval": args.ping_interval,
+        "ping_timeout": args.ping_timeout,
+        "allow_missing_origin": not args.refuse_missing_origin,
+        "require_tls": args.require_tls,
+        "log_payloads": args.log_payloads,
     }
+    if args.origins is not None:
+        kwargs["origins"] = [o.strip() for o in args.origins.split(",") if o.strip()]
+    if args.certfile is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
+        kwargs["ssl_context"] = context
+    elif args.require_tls or args.keyfile:
+        raise ValueError("--require-tls and --keyfile need --certfile")
     if args.policy_file is not None:
         with open(args.policy_file, encoding="utf-8") as file:
             kwargs["policy"] = file.read()

@@ -71,6 +71,8 @@ class Connection:
         max_queue: int = 16,
         close_timeout: float = 5.0,
         read_size: int = 65536,
+        leftover: bytes = b"",
+        log_payloads: bool = False,
     ) -> None:
         self._stream = stream
         self._framer = framer
@@ -90,6 +92,10 @@ class Connection:
         self._reader_started = False
         self._discard = False  # set by close(): the application wants no more messages
         self._pings: dict[bytes, _Ping] = {}
+        self._log_payloads = log_payloads
+        self._last_received = trio.current_time()
+        if leftover:  # bytes that came with the handshake belong to the framer
+            framer.receive_data(leftover)
 
     # -- what the application sees ----------------------------------------------------
 
@@ -147,6 +153,8 @@ class Connection:
         """Send one message; returns once it is handed to the transport (backpressure)."""
         if self._framer.state is not State.OPEN:
             raise self._closed_exc()
+        if self._log_payloads:
+            logger.debug("%s > %s", self.path, _preview(message))
         if isinstance(message, str):
             self._framer.send_text(message)
         elif isinstance(message, bytes | bytearray | memoryview):
@@ -200,6 +208,29 @@ class Connection:
         elif not self._reader_started or self._reader_done.is_set():
             await trio.aclose_forcefully(self._stream)
 
+    async def keepalive(self, interval: float, timeout: float) -> None:
+        """Ping every ``interval`` seconds; close with 1011 when a pong is ``timeout`` late."""
+        while not self.closed:
+            await trio.sleep(interval)
+            with trio.move_on_after(timeout) as late:
+                try:
+                    await self.ping()
+                except ConnectionClosed:
+                    return
+            if late.cancelled_caught:
+                logger.info("%s keepalive ping timed out", self.path)
+                await self.close(1011, "keepalive ping timeout")
+                return
+
+    async def close_when_idle(self, timeout: float) -> None:
+        """Close with 1001 once nothing at all was received for ``timeout`` seconds."""
+        while not self.closed:
+            quiet_until = self._last_received + timeout
+            if trio.current_time() >= quiet_until:
+                await self.close(1001, "idle timeout")
+                return
+            await trio.sleep_until(quiet_until)
+
     # -- the reader -----------------------------------------------------------------
 
     async def run_reader(self) -> None:
@@ -222,6 +253,7 @@ class Connection:
             data = b""
         self.stats.bytes_in += len(data)
         if data:
+            self._last_received = trio.current_time()
             self._framer.receive_data(bytes(data))
         else:
             self._framer.receive_eof()
@@ -254,6 +286,8 @@ class Connection:
     async def _handle_events(self, events: list[Event], *, deliver: bool = True) -> None:
         for event in events:
             if isinstance(event, Message):
+                if self._log_payloads:
+                    logger.debug("%s < %s", self.path, _preview(event.data))
                 # Messages that arrived before the peer's close are still delivered.
                 if deliver and not self._discard:
                     await self._put(event.data)
@@ -320,3 +354,11 @@ async def _wait_any(*events: trio.Event) -> None:
 
         for event in events:
             nursery.start_soon(wait, event)
+
+
+def _preview(data: Data | bytearray | memoryview, limit: int = 64) -> str:
+    """The start of a payload for a debug log line."""
+    if isinstance(data, str):
+        return repr(data[:limit]) + ("..." if len(data) > limit else "")
+    raw = bytes(data[:limit])
+    return f"<{len(data)} bytes> {raw.hex()}" + ("..." if len(data) > limit else "")

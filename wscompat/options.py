@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .drafts import ALL_DRAFTS, Draft
 from .framing import Framer, HixieFramer, HybiFramer
 from .handshake import HandshakeSettings
 from .http import Headers, Request
 from .policy import DEFAULT_POLICY
+
+if TYPE_CHECKING:  # the core only names the type; the I/O layer uses it
+    import ssl
 
 __all__ = ["Rejection", "ServerOptions", "UpgradeRequest", "choose_subprotocol", "make_framer"]
 
@@ -81,12 +84,37 @@ class ServerOptions:
     """Seconds to wait for the peer's side of the closing handshake."""
     read_size: int = 65536
     """Bytes asked of the socket per read."""
+    max_connections: int | None = 10000
+    """Connections served at once, handshakes included (503 above)."""
+    idle_timeout: float | None = None
+    """Seconds without receiving anything before a connection is closed (1001)."""
+    ping_interval: float | None = None
+    """Seconds between keepalive pings on drafts that have ping; None: no keepalive."""
+    ping_timeout: float = 20.0
+    """Seconds a keepalive ping may wait for its pong before the peer is dropped (1011)."""
+
+    # Who gets in.
+    origins: Sequence[str] | None = None
+    """Allowed origins, exact (``https://app.example``) or patterns (``https://*.example``);
+    None allows every origin. Checked on every draft that carries one (403 otherwise)."""
+
+    # TLS.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    """Serve wss:// on the same port as ws:// (the sniffer sees the TLS record)."""
+    require_tls: bool = False
+    """With ``ssl_context``: refuse plain connections instead of serving both."""
+    tls_handshake_timeout: float = 10.0
+    """Seconds for the TLS handshake, before the WebSocket one starts."""
+
+    # Logging.
+    log_payloads: bool = False
+    """Log every message's first bytes at DEBUG; off by default, payloads can be private."""
 
     # Legacy drafts.
     secure: bool = False
     """hixie locations say wss:// (set it behind a TLS-terminating proxy)."""
     allow_missing_origin: bool = True
-    """Accept hixie requests without Origin (echoing ``null``) instead of answering 400."""
+    """Accept requests without an origin (hixie answers echo ``null``); else 403."""
     hixie76_early_head: bool = True
     """Send the hixie-76 101 head before key3 arrives (HTTP-mode proxies need it)."""
     hixie_binary: Literal["error", "base64"] = "error"
@@ -94,13 +122,15 @@ class ServerOptions:
     policy: str = field(default=DEFAULT_POLICY, repr=False)
     """Flash socket policy XML answered to ``<policy-file-request/>``."""
 
-    def handshake_settings(self) -> HandshakeSettings:
+    def handshake_settings(self, *, secure: bool = False) -> HandshakeSettings:
+        """Handshake settings; ``secure`` when this connection came over TLS."""
         return HandshakeSettings(
             drafts=self.drafts,
             max_head_size=self.max_head_size,
             max_headers=self.max_headers,
-            secure=self.secure,
+            secure=self.secure or secure,
             allow_missing_origin=self.allow_missing_origin,
+            origins=None if self.origins is None else tuple(self.origins),
             hixie76_early_head=self.hixie76_early_head,
             policy=self.policy,
         )

@@ -22,6 +22,7 @@ import trio
 from .connection import Connection
 from .errors import ConnectionClosed
 from .handshake import Accepted, Phase, ServerHandshake
+from .http import error_response
 from .options import (
     Rejection,
     ServerOptions,
@@ -31,6 +32,7 @@ from .options import (
 )
 from .policy import DEFAULT_POLICY, policy_response
 from .sniff import Kind, sniff
+from .streams import PrefixedStream
 
 __all__ = ["Handler", "Server", "serve", "serve_policy"]
 
@@ -50,6 +52,8 @@ class Server:
     listeners: list[trio.SocketListener]
     options: ServerOptions
     connections: set[Connection] = field(default_factory=set)
+    active: int = 0
+    """Connections being served, handshakes included (``max_connections`` bounds it)."""
 
     @property
     def port(self) -> int:
@@ -160,9 +164,15 @@ async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) 
     options = server.options
     remote = _remote(stream)
     started = time.monotonic()
+    server.active += 1
     try:
+        if options.max_connections is not None and server.active > options.max_connections:
+            logger.warning("%s refused: %d connections already", _fmt(remote),
+                           options.max_connections)
+            await _send_and_linger(stream, BUSY, options.read_size)
+            return
         with trio.move_on_after(options.handshake_timeout) as deadline:
-            accepted = await _handshake(stream, options, remote)
+            accepted, stream = await _open(stream, options, remote)
         if deadline.cancelled_caught:
             logger.info("%s handshake timed out", _fmt(remote))
             return
@@ -178,9 +188,9 @@ async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) 
             max_queue=options.max_queue,
             close_timeout=options.close_timeout,
             read_size=options.read_size,
+            leftover=accepted.leftover,
+            log_payloads=options.log_payloads,
         )
-        if accepted.leftover:
-            ws._framer.receive_data(accepted.leftover)
         server.connections.add(ws)
         try:
             await _run(ws, handler, options)
@@ -188,12 +198,48 @@ async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) 
             server.connections.discard(ws)
             _log_connection(ws, started)
     finally:
+        server.active -= 1
         await trio.aclose_forcefully(stream)
+
+
+BUSY = error_response(503, "too many connections, try again later", (("Retry-After", "5"),))
+
+
+async def _open(
+    stream: trio.abc.Stream, options: ServerOptions, remote: tuple[str, int] | None
+) -> tuple[Accepted | None, trio.abc.Stream]:
+    """The WebSocket handshake, behind a TLS handshake when the client starts with one.
+
+    Returns the stream the connection continues on: the TLS stream for wss clients.
+    """
+    accepted, tls_prefix = await _handshake(stream, options, remote, secure=False)
+    if tls_prefix is None:
+        return accepted, stream
+    if options.ssl_context is None:
+        logger.info("%s TLS client on a plain port: closed", _fmt(remote))
+        return None, stream
+    tls = trio.SSLStream(PrefixedStream(stream, tls_prefix), options.ssl_context,
+                         server_side=True)
+    try:
+        with trio.fail_after(options.tls_handshake_timeout):
+            await tls.do_handshake()
+    except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+        logger.info("%s TLS handshake failed: %s", _fmt(remote), exc.__cause__ or exc)
+        return None, stream
+    accepted, again = await _handshake(tls, options, remote, secure=True)
+    return (None if again is not None else accepted), tls
 
 
 async def _run(ws: Connection, handler: Handler, options: ServerOptions) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws.run_reader)
+        watchers = trio.CancelScope()
+        if options.ping_interval is not None and ws.caps.ping:
+            nursery.start_soon(_in_scope, watchers, partial(
+                ws.keepalive, options.ping_interval, options.ping_timeout))
+        if options.idle_timeout is not None:
+            nursery.start_soon(_in_scope, watchers, partial(
+                ws.close_when_idle, options.idle_timeout))
         code, reason = 1000, ""
         try:
             await handler(ws)
@@ -206,32 +252,46 @@ async def _run(ws: Connection, handler: Handler, options: ServerOptions) -> None
             code, reason = 1001, "server shutting down"
             raise
         finally:
+            watchers.cancel()
             # Shielded so a shutdown still closes cleanly; close() bounds its own time.
             with trio.CancelScope(shield=True):
                 await ws.close(code, reason)
 
 
+async def _in_scope(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await task()
+
+
 async def _handshake(
-    stream: trio.abc.Stream, options: ServerOptions, remote: tuple[str, int] | None
-) -> Accepted | None:
-    hs = ServerHandshake(options.handshake_settings())
+    stream: trio.abc.Stream, options: ServerOptions, remote: tuple[str, int] | None,
+    *, secure: bool,
+) -> tuple[Accepted | None, bytes | None]:
+    """Run the sans-I/O handshake on a stream: (accepted or None, the bytes already read
+    when the client turned out to start a TLS handshake)."""
+    hs = ServerHandshake(options.handshake_settings(secure=secure))
     while True:
         if hs.phase is Phase.DECIDE:
-            await _decide(hs, options, remote)
+            if options.require_tls and not secure:
+                hs.reject(403, "TLS required: connect with wss://")
+            else:
+                await _decide(hs, options, remote)
         out = hs.data_to_send()
         if out:
             await stream.send_all(out)
         if hs.phase is Phase.OPEN:
-            return hs.accepted
-        if hs.phase in (Phase.CLOSE, Phase.TLS):
+            return hs.accepted, None
+        if hs.phase is Phase.TLS:
+            return None, hs.buffered
+        if hs.phase is Phase.CLOSE:
             _log_refusal(hs, remote)
             await _linger(stream, options.read_size)
-            return None
+            return None, None
         if hs.phase is Phase.DECIDE:
             continue
         data = await stream.receive_some(options.read_size)
         if not data:
-            return None
+            return None, None
         hs.receive_data(bytes(data))
 
 
@@ -249,6 +309,14 @@ async def _decide(
             hs.reject(verdict.status, verdict.reason)
             return
     hs.accept(choose_subprotocol(upgrade, options))
+
+
+async def _send_and_linger(stream: trio.abc.Stream, data: bytes, read_size: int) -> None:
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    await _linger(stream, read_size)
 
 
 async def _linger(stream: trio.abc.Stream, read_size: int) -> None:
@@ -284,7 +352,7 @@ def _log_refusal(hs: ServerHandshake, remote: tuple[str, int] | None) -> None:
 
 def _log_connection(ws: Connection, started: float) -> None:
     logger.info(
-        "%s %s %s %.3fs in=%d out=%d close=%s by=%s",
-        _fmt(ws.remote), ws.path, ws.draft, time.monotonic() - started,
+        "%s %s %s origin=%s %.3fs in=%d out=%d close=%s by=%s",
+        _fmt(ws.remote), ws.path, ws.draft, ws.origin or "-", time.monotonic() - started,
         ws.stats.bytes_in, ws.stats.bytes_out, ws.close_code, ws.stats.closed_by or "-",
     )

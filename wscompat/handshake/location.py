@@ -45,13 +45,10 @@ def location(request: Request, *, secure: bool) -> str:
     return f"{scheme}://{authority}{request.target}"
 
 
-def origin_echo(request: Request, *, allow_missing: bool) -> str:
-    """The origin to echo: the request's ``Origin`` as sent, or ``null`` if allowed."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        origin = request.headers.get("Sec-WebSocket-Origin")
-    if origin is None:
-        if not allow_missing:
-            raise HandshakeRejected(400, "missing Origin")
-        return "null"
-    return origin
+def origin_echo(request: Request) -> str:
+    """The origin to echo: the request's ``Origin`` as sent, or ``null`` without one.
+
+    Whether a missing origin is acceptable at all is the origin policy's decision.
+    """
+    origin = request.origin
+    return "null" if origin is None else origin

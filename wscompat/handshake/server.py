@@ -32,6 +32,7 @@ from ..sniff import Kind, sniff
 from . import hixie75, hixie76, hybi
 from .detect import detect, version_header
 from .location import location, origin_echo
+from .origin import check_origin
 
 __all__ = ["Accepted", "HandshakeSettings", "Phase", "ServerHandshake"]
 
@@ -57,7 +58,9 @@ class HandshakeSettings:
     secure: bool = False
     """Say ``wss://`` in hixie locations (TLS here, or at a trusted front proxy)."""
     allow_missing_origin: bool = True
-    """hixie requests without ``Origin`` are answered with ``null`` instead of 400."""
+    """Requests without an origin are accepted (hixie answers echo ``null``); else 403."""
+    origins: tuple[str, ...] | None = None
+    """Allowed origins, exact or with ``*`` wildcards; None allows all."""
     hixie76_early_head: bool = True
     """Write the hixie-76 101 head before key3 when key3 did not come with the head."""
     policy: str = DEFAULT_POLICY
@@ -163,8 +166,7 @@ class ServerHandshake:
                 hybi.check_key(request)
             except HandshakeRejected as exc:
                 raise HandshakeRejected(exc.status, exc.reason, version_header(drafts)) from None
-        if draft in (Draft.HIXIE75, Draft.HIXIE76):
-            origin_echo(request, allow_missing=self.settings.allow_missing_origin)
+        check_origin(request.origin, self.settings)
         self.phase = Phase.DECIDE
 
     # -- decisions ---------------------------------------------------------------------
@@ -204,7 +206,7 @@ class ServerHandshake:
             if offered and subprotocol is None:
                 self.reject(400, f"subprotocol {offered[0]!r} is not supported")
                 return
-            origin = origin_echo(request, allow_missing=self.settings.allow_missing_origin)
+            origin = origin_echo(request)
             where = location(request, secure=self.settings.secure)
             module = hixie75 if draft is Draft.HIXIE75 else hixie76
             head = module.response_head(origin, where, subprotocol)
