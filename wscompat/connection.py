@@ -91,6 +91,7 @@ class Connection:
         self._reader_done = trio.Event()
         self._reader_started = False
         self._discard = False  # set by close(): the application wants no more messages
+        self._eof_sent = False
         self._pings: dict[bytes, _Ping] = {}
         self._log_payloads = log_payloads
         self._last_received = trio.current_time()
@@ -135,7 +136,11 @@ class Connection:
         """
         try:
             return await self._recv_ch.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
+        except trio.EndOfChannel:
+            raise self._closed_exc() from None
+        except trio.ClosedResourceError:
+            # close() is under way in another task: report how it ends (it is bounded).
+            await self._closed.wait()
             raise self._closed_exc() from None
 
     def __aiter__(self) -> AsyncIterator[Data]:
@@ -203,7 +208,8 @@ class Connection:
             if not self._closed.is_set():
                 await self._read_until_closed()
         if not self._closed.is_set():
-            self._finish(1006, "closing handshake timed out", by="timeout")
+            # The peer never answered: the connection ended with the code we sent.
+            self._finish(code, reason or "closing handshake timed out", by="timeout")
             await trio.aclose_forcefully(self._stream)
         elif not self._reader_started or self._reader_done.is_set():
             await trio.aclose_forcefully(self._stream)
@@ -272,11 +278,9 @@ class Connection:
         the close frame before the peer reads it.
         """
         with trio.move_on_after(self._close_timeout):
-            if isinstance(self._stream, trio.abc.HalfCloseableStream):
-                try:
-                    await self._stream.send_eof()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
+            if not self._eof_sent:
+                self._eof_sent = True
+                await self._half_close()
             try:
                 while await self._stream.receive_some(self._read_size):
                     pass
@@ -326,18 +330,33 @@ class Connection:
     # -- writing --------------------------------------------------------------------
 
     async def _flush(self) -> None:
-        if not self._framer.wants_write:
+        framer = self._framer
+        if not framer.wants_write and (self._eof_sent or not framer.eof_wanted):
             return
         async with self._write_lock:
-            data = self._framer.data_to_send()
-            if not data:
-                return
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._finish(1006, "connection lost while writing", by="peer")
-                raise self._closed_exc() from None
-            self.stats.bytes_out += len(data)
+            data = framer.data_to_send()
+            if data:
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._finish(1006, "connection lost while writing", by="peer")
+                    raise self._closed_exc() from None
+                self.stats.bytes_out += len(data)
+            if framer.eof_wanted and not self._eof_sent:
+                # The draft's close is complete on our side: the server closes TCP first.
+                self._eof_sent = True
+                await self._half_close()
+
+    async def _half_close(self) -> None:
+        """Send EOF, keeping the read side open to drain; a stream that cannot half-close
+        (TLS) is closed outright."""
+        try:
+            if isinstance(self._stream, trio.abc.HalfCloseableStream):
+                await self._stream.send_eof()
+            else:
+                await self._stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
     def _closed_exc(self) -> ConnectionClosed:
         if self.close_code is None:
