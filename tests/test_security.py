@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import pytest
@@ -107,10 +108,8 @@ async def test_keepalive_drops_a_peer_that_never_answers(start_server: Starter) 
     codes: list[int | None] = []
 
     async def handler(ws: wscompat.Connection) -> None:
-        try:
+        with contextlib.suppress(wscompat.ConnectionClosed):
             await ws.receive()
-        except wscompat.ConnectionClosed:
-            pass
         codes.append(ws.close_code)
         ended.set()
 

@@ -122,6 +122,11 @@ class Connection:
         return self.request.origin
 
     @property
+    def secure(self) -> bool:
+        """The connection runs over TLS (terminated here, not at a proxy)."""
+        return isinstance(self._stream, trio.SSLStream)
+
+    @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
