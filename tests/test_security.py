@@ -124,7 +124,7 @@ async def test_keepalive_drops_a_peer_that_never_answers(start_server: Starter) 
 
 
 async def test_keepalive_keeps_a_live_peer(start_server: Starter) -> None:
-    server = await start_server(ping_interval=0.1, ping_timeout=1)
+    server = await start_server(ping_interval=0.1, ping_timeout=5)
     async with connect(f"ws://127.0.0.1:{server.port}/") as ws:  # our client answers pings
         await trio.sleep(0.6)
         await ws.send("still here")
@@ -146,10 +146,10 @@ async def test_idle_timeout_closes_the_drafts_way(start_server: Starter, draft: 
 
 
 async def test_data_postpones_the_idle_timeout(start_server: Starter) -> None:
-    server = await start_server(idle_timeout=0.4)
+    server = await start_server(idle_timeout=1.0)
     async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
-        for _ in range(6):
-            await trio.sleep(0.15)
+        for _ in range(6):  # 1.5 s in all, never 1 s quiet
+            await trio.sleep(0.25)
             await ws.send("tick")
             assert await ws.receive() == "tick"
 
