@@ -16,7 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,11 +149,14 @@ async def stop(process: trio.Process) -> None:
             await process.wait()
 
 
-async def run_page(tmp_path: Path, port: int, scenario: str, peer: Peer) -> dict[str, Any]:
+async def run_page(
+    tmp_path: Path, port: int, scenario: str, peer: Peer, *,
+    source: Path = PAGE, extra_flags: Sequence[str] = (),
+) -> dict[str, Any]:
     """Open the page in a fresh headless Chromium and return the report it sends."""
     chromium = chromium_path()
-    page = tmp_path / PAGE.name
-    shutil.copyfile(PAGE, page)
+    page = tmp_path / source.name
+    shutil.copyfile(source, page)
     url = page.as_uri() + "?" + urlencode({"port": port, "scenario": scenario})
     profile = tmp_path / "profile"
     profile.mkdir()
@@ -163,7 +166,7 @@ async def run_page(tmp_path: Path, port: int, scenario: str, peer: Peer) -> dict
     for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
         env.pop(name, None)
     log = tmp_path / "chromium.log"
-    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url]
+    command = [chromium, *CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}", url]
     reports: list[str | bytes] = []
     exits: list[int] = []
     with log.open("wb") as log_file:
