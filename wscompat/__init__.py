@@ -1,5 +1,6 @@
 """wscompat: one trio WebSocket server for every generation of the protocol."""
 
+from .client import connect
 from .connection import Connection
 from .drafts import Capabilities, Draft
 from .errors import (
@@ -31,6 +32,7 @@ __all__ = [
     "UnsupportedByDraft",
     "UpgradeRequest",
     "WebSocketError",
+    "connect",
     "serve",
 ]
 
