@@ -10,6 +10,7 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "wscompat"
 IO_LAYER = {
     "connection.py", "server.py", "client.py", "cli.py", "streams.py", "__init__.py", "__main__.py",
+    "replay.py", "record.py", "vector_cli.py",
 }
 FORBIDDEN = {"trio", "socket", "asyncio", "time", "ssl", "select", "selectors"}
 CORE = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).as_posix() not in IO_LAYER)

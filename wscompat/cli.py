@@ -16,8 +16,12 @@ import trio
 
 from .connection import Connection
 from .drafts import parse_drafts
+from .extensions import COMPRESSION_MODES
 from .options import ServerOptions, UpgradeRequest
 from .server import Handler, serve, serve_policy
+from .vector_cli import COMMANDS as VECTOR_COMMANDS
+from .vector_cli import add_commands as add_vector_commands
+from .vector_cli import run as run_vector_command
 
 __all__ = ["echo", "main"]
 
@@ -67,9 +71,11 @@ _EXAMPLES = """examples:
   wscompat serve --app chat:handler             serve async def handler(ws) from chat.py
   wscompat serve --policy-port 843              also answer Flash policy requests on 843
   wscompat serve --max-message-size 16MiB       accept messages of up to 16 MiB
+  wscompat serve --compress-min-size 256        compress only messages of 256 bytes or more
+  wscompat serve --record captured/             write each connection as a test vector
 
-Each connection is logged on one line: remote address, path, draft, duration, bytes
-in and out, close code and who closed.
+Each connection is logged on one line: remote address, path, draft, origin, duration,
+bytes in and out, close code, who closed and the negotiated extension.
 """
 
 
@@ -137,6 +143,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-payloads", action="store_true",
                    help="log the start of every message at debug level (payloads may be "
                    "private)")
+    s.add_argument("--compression", choices=list(COMPRESSION_MODES), default=d.compression,
+                   help="compression extensions accepted when a client offers them")
+    s.add_argument("--compress-min-size", type=_size, default=d.compress_min_size,
+                   metavar="BYTES", help="send shorter messages uncompressed")
+    s.add_argument("--compression-window-bits", type=int, choices=range(9, 16),
+                   default=d.compression_window_bits, metavar="9-15",
+                   help="LZ77 window of the server's compressor (lower saves memory)")
+    s.add_argument("--compression-level", type=int, choices=range(10),
+                   default=d.compression_level, metavar="0-9",
+                   help="zlib level of the server's compressor (1 fastest, 9 smallest)")
+    s.add_argument("--compression-memory-level", type=int, choices=range(1, 10),
+                   default=d.compression_memory_level, metavar="1-9",
+                   help="zlib memLevel of the server's compressor (lower saves memory)")
     s.add_argument("--close-timeout", type=float, default=d.close_timeout, metavar="SECONDS",
                    help="time allowed for the peer's part of the closing handshake")
     s.add_argument("--secure", action="store_true",
@@ -149,8 +168,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--policy-file", metavar="PATH",
                    help="cross-domain policy XML to send (default: allow every domain, "
                    "every port)")
+    s.add_argument("--record", metavar="DIR",
+                   help="write each connection as a test vector under DIR/<draft>/ (Cookie "
+                   "and Authorization redacted); see docs/vectors.md")
+    s.add_argument("--record-frames", type=int, default=d.record_frames, metavar="N",
+                   help="with --record: frames kept each way after the handshake")
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="logging verbosity")
+    add_vector_commands(sub)
     return parser
 
 
@@ -173,6 +198,13 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         "allow_missing_origin": not args.refuse_missing_origin,
         "require_tls": args.require_tls,
         "log_payloads": args.log_payloads,
+        "compression": args.compression,
+        "compress_min_size": args.compress_min_size or 0,
+        "compression_window_bits": args.compression_window_bits,
+        "compression_level": args.compression_level,
+        "compression_memory_level": args.compression_memory_level,
+        "record_dir": args.record,
+        "record_frames": args.record_frames,
     }
     if args.origins is not None:
         kwargs["origins"] = [o.strip() for o in args.origins.split(",") if o.strip()]
@@ -199,6 +231,8 @@ def _first_offered(_: UpgradeRequest, offered: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in VECTOR_COMMANDS:
+        return run_vector_command(args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

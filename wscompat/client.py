@@ -8,11 +8,12 @@ connection as a client of that generation would, and yields the same
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import trio
+from websockets.extensions import ClientExtensionFactory
 
 from .connection import Connection
 from .drafts import Draft
@@ -54,6 +55,7 @@ async def connect(
     origin: str | None = "http://localhost",
     subprotocols: tuple[str, ...] = (),
     extra_headers: tuple[tuple[str, str], ...] = (),
+    extensions: Sequence[ClientExtensionFactory] = (),
     max_message_size: int | None = 2**20,
     open_timeout: float = 10.0,
     close_timeout: float = 5.0,
@@ -62,13 +64,17 @@ async def connect(
 ) -> AsyncIterator[Connection]:
     """Connect as a client of ``draft``; the connection is closed on leaving the block.
 
+    ``extensions`` are offered in order of preference on hybi drafts, e.g.
+    ``[ClientDeflateFrameFactory()]`` to offer only x-webkit-deflate-frame as Safari 6-14
+    did (see ``wscompat.extensions``); none by default.
+
     Raises HandshakeRejected with the server's status (or 101 when the server's 101
     answer is one the draft's clients would fail).
     """
     host, port, resource, secure = _split(url)
     handshake = ClientHandshake(
         draft, host, resource, port=port, secure=secure, origin=origin,
-        subprotocols=subprotocols, extra_headers=extra_headers,
+        subprotocols=subprotocols, extra_headers=extra_headers, extensions=extensions,
     )
     with trio.fail_after(open_timeout):
         stream = await open_stream(host, port, secure=secure, ssl_context=ssl_context)
@@ -88,10 +94,12 @@ async def connect(
     if draft in (Draft.HIXIE75, Draft.HIXIE76):
         framer = HixieFramer(draft, max_message_size=max_message_size)
     else:
-        framer = HybiFramer(draft, max_message_size=max_message_size, client=True)
+        framer = HybiFramer(draft, max_message_size=max_message_size, client=True,
+                            extensions=list(result.extensions))
     sent = Request("GET", resource, "1.1", Headers(_request_headers(request)))
     ws = Connection(
         stream, framer, sent, subprotocol=result.subprotocol, remote=(host, port),
+        extensions=result.headers.joined("Sec-WebSocket-Extensions"),
         max_queue=max_queue, close_timeout=close_timeout,
     )
     if result.leftover:

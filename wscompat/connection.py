@@ -204,8 +204,7 @@ class Connection:
         with trio.move_on_after(self._close_timeout):
             if self._framer.state is State.OPEN:
                 self._framer.send_close(code, reason)
-                with contextlib.suppress(ConnectionClosed):
-                    await self._flush()
+                await self._flush(quiet=True)
                 await self._handle_events(self._framer.events())
             # Unblocks a reader waiting on a full queue: its send now fails at once.
             self._recv_ch.close()
@@ -248,6 +247,10 @@ class Connection:
         """Read until the connection closes; run it beside the application handler."""
         self._reader_started = True
         try:
+            # Frames that came with the handshake are in the framer already: deliver
+            # them now rather than after the next read, which may never come.
+            await self._flush(quiet=True)
+            await self._handle_events(self._framer.events(), deliver=True)
             while not self._closed.is_set():
                 if not await self._read_once(deliver=True):
                     break
@@ -268,7 +271,9 @@ class Connection:
             self._framer.receive_data(bytes(data))
         else:
             self._framer.receive_eof()
-        await self._flush()
+        # A peer that vanished while a pong or close reply was written ends only its own
+        # connection: _flush records 1006 and the reader stops below.
+        await self._flush(quiet=True)
         await self._handle_events(self._framer.events(), deliver=deliver)
         return bool(data)
 
@@ -283,9 +288,10 @@ class Connection:
         the close frame before the peer reads it.
         """
         with trio.move_on_after(self._close_timeout):
-            if not self._eof_sent:
-                self._eof_sent = True
-                await self._half_close()
+            async with self._write_lock:
+                if not self._eof_sent:
+                    self._eof_sent = True
+                    await self._half_close()
             try:
                 while await self._stream.receive_some(self._read_size):
                     pass
@@ -334,17 +340,25 @@ class Connection:
 
     # -- writing --------------------------------------------------------------------
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, quiet: bool = False) -> None:
+        """Write what the framer queued, then its EOF if it wants one.
+
+        A dead transport ends the connection (1006); ``quiet`` callers (the reader,
+        close()) carry on from there, application calls get ConnectionClosed.
+        """
         framer = self._framer
         if not framer.wants_write and (self._eof_sent or not framer.eof_wanted):
             return
         async with self._write_lock:
-            data = framer.data_to_send()
-            if data:
+            # Loop: while this task was sending, the reader may have queued more (a
+            # close reply), which must go out before the EOF below.
+            while data := framer.data_to_send():
                 try:
                     await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._finish(1006, "connection lost while writing", by="peer")
+                    if quiet:
+                        return
                     raise self._closed_exc() from None
                 self.stats.bytes_out += len(data)
             if framer.eof_wanted and not self._eof_sent:
@@ -354,7 +368,8 @@ class Connection:
 
     async def _half_close(self) -> None:
         """Send EOF, keeping the read side open to drain; a stream that cannot half-close
-        (TLS) is closed outright."""
+        (TLS) is closed outright. Callers hold the write lock: an EOF must never race
+        another task's send_all."""
         try:
             if isinstance(self._stream, trio.abc.HalfCloseableStream):
                 await self._stream.send_eof()

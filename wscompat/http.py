@@ -8,6 +8,7 @@ because legacy clients compare the status line and the first headers literally.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -112,6 +113,7 @@ class HeadParser:
         self._max_size = max_size
         self._max_headers = max_headers
         self._fed = 0
+        self._tail = b""
         self.request: Request | None = None
         self.leftover = b""
 
@@ -121,6 +123,8 @@ class HeadParser:
             return self.request
         if not data:  # h11 reads an empty chunk as end of stream
             return None
+        if self._head_size(data) > self._max_size:
+            raise HandshakeRejected(431, "request head too large")
         self._fed += len(data)
         self._h11.receive_data(data)
         try:
@@ -131,9 +135,6 @@ class HeadParser:
         if event is h11.NEED_DATA:
             return None
         assert isinstance(event, h11.Request), event
-        # h11 bounds only an incomplete head; a whole one can arrive in a single read.
-        if self._fed - len(self._h11.trailing_data[0]) > self._max_size:
-            raise HandshakeRejected(431, "request head too large")
         raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()]
         if len(raw) > self._max_headers:
             raise HandshakeRejected(431, f"more than {self._max_headers} header fields")
@@ -146,6 +147,28 @@ class HeadParser:
         # h11 has not consumed anything past the head: that is key3, or early frames.
         self.leftover = self._h11.trailing_data[0]
         return self.request
+
+    def _head_size(self, data: bytes) -> int:
+        """Bytes of head once ``data`` is added: up to the blank line if it is in sight.
+
+        The head is sized from the bytes, before h11 parses them (h11 bounds only an
+        incomplete head), so that a head over the limit is a 431 whether it came in one
+        read or many, and even when it is malformed as well. A head whose first byte is
+        a control character or a space is left to h11, which refuses it (400) as soon as
+        it sees that byte, whatever follows.
+        """
+        if self._fed == 0 and data[0] < 0x21:
+            return 0
+        window = self._tail + data
+        end = _BLANK_LINE.search(window)
+        self._tail = window[-2:]
+        if end is None:
+            return self._fed + len(data)
+        return self._fed - (len(window) - len(data)) + end.end()
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+"""Where h11 ends a request head."""
 
 
 def _describe(exc: h11.RemoteProtocolError) -> str:

@@ -10,7 +10,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Literal
 
+from websockets.extensions import Extension
+
 from .drafts import ALL_DRAFTS, Draft
+from .extensions import CompressionMode, CompressionSettings
 from .framing import Framer, HixieFramer, HybiFramer
 from .handshake import HandshakeSettings
 from .http import Headers, Request
@@ -109,6 +112,23 @@ class ServerOptions:
     # Logging.
     log_payloads: bool = False
     """Log every message's first bytes at DEBUG; off by default, payloads can be private."""
+    record_dir: str | None = None
+    """Write each connection as a vector file under ``record_dir/<draft>/`` (docs/vectors.md)."""
+    record_frames: int = 10
+    """With ``record_dir``: frames kept each way after the handshake."""
+
+    # Compression (hybi drafts; see docs/compression.md).
+    compression: CompressionMode = "permessage-deflate+deflate-frame"
+    """Extensions accepted when offered: permessage-deflate, and x-webkit-deflate-frame /
+    deflate-frame when permessage-deflate is not offered; or "permessage-deflate", "off"."""
+    compress_min_size: int = 0
+    """Messages (deflate-frame: frames) shorter than this many bytes are sent uncompressed."""
+    compression_window_bits: int = 15
+    """LZ77 window of the server's compressor, 9 to 15 (2**(bits+2) bytes per connection)."""
+    compression_level: int = 6
+    """zlib level of the server's compressor: 0 stores, 1 is fastest, 9 is smallest."""
+    compression_memory_level: int = 8
+    """zlib memLevel, 1 to 9: the compressor's hash table takes 2**(memory_level+9) bytes."""
 
     # Legacy drafts.
     secure: bool = False
@@ -133,6 +153,19 @@ class ServerOptions:
             origins=None if self.origins is None else tuple(self.origins),
             hixie76_early_head=self.hixie76_early_head,
             policy=self.policy,
+            compression=self.compression_settings(),
+        )
+
+    def __post_init__(self) -> None:
+        self.compression_settings()  # a bad compression value fails here, not per connection
+
+    def compression_settings(self) -> CompressionSettings:
+        return CompressionSettings(
+            self.compression,
+            min_size=self.compress_min_size,
+            window_bits=self.compression_window_bits,
+            level=self.compression_level,
+            mem_level=self.compression_memory_level,
         )
 
     @classmethod
@@ -140,14 +173,18 @@ class ServerOptions:
         return {f.name for f in fields(cls)}
 
 
-def make_framer(draft: Draft, options: ServerOptions) -> Framer:
-    """The framer for a freshly opened connection of ``draft``."""
+def make_framer(
+    draft: Draft, options: ServerOptions, extensions: Sequence[Extension] = ()
+) -> Framer:
+    """The framer for a freshly opened connection of ``draft``, running the extensions
+    its handshake agreed on (``Accepted.negotiated``)."""
     if draft in (Draft.HIXIE75, Draft.HIXIE76):
         return HixieFramer(
             draft, max_message_size=options.max_message_size, binary=options.hixie_binary
         )
     return HybiFramer(
-        draft, max_message_size=options.max_message_size, max_frame_size=options.max_frame_size
+        draft, max_message_size=options.max_message_size, max_frame_size=options.max_frame_size,
+        extensions=list(extensions),
     )
 
 

@@ -31,6 +31,7 @@ from .options import (
     make_framer,
 )
 from .policy import DEFAULT_POLICY, policy_response
+from .record import recorder_for
 from .sniff import Kind, sniff
 from .streams import PrefixedStream
 
@@ -161,9 +162,23 @@ def _remote(stream: trio.abc.Stream) -> tuple[str, int] | None:
 
 
 async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) -> None:
+    """One connection, whatever happens to it: nothing it raises reaches the accept loop,
+    whose nursery every other connection shares."""
+    try:
+        await _serve_connection(server, handler, stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        logger.info("%s connection lost: %s", _fmt(_remote(stream)), exc.__cause__ or exc)
+    except Exception:
+        logger.exception("%s connection failed", _fmt(_remote(stream)))
+
+
+async def _serve_connection(server: Server, handler: Handler, stream: trio.abc.Stream) -> None:
     options = server.options
     remote = _remote(stream)
     started = time.monotonic()
+    recorder = recorder_for(options)
+    if recorder is not None:
+        stream = recorder.wrap(stream)
     server.active += 1
     try:
         if options.max_connections is not None and server.active > options.max_connections:
@@ -178,9 +193,11 @@ async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) 
             return
         if accepted is None:
             return
+        if recorder is not None:
+            recorder.opened(accepted.draft, accepted.leftover)
         ws = Connection(
             stream,
-            make_framer(accepted.draft, options),
+            make_framer(accepted.draft, options, accepted.negotiated),
             accepted.request,
             subprotocol=accepted.subprotocol,
             extensions=accepted.extensions,
@@ -197,9 +214,13 @@ async def _serve_one(server: Server, handler: Handler, stream: trio.abc.Stream) 
         finally:
             server.connections.discard(ws)
             _log_connection(ws, started)
+            if recorder is not None:
+                recorder.closed(ws.close_code)
     finally:
         server.active -= 1
         await trio.aclose_forcefully(stream)
+        if recorder is not None:
+            recorder.save()
 
 
 BUSY = error_response(503, "too many connections, try again later", (("Retry-After", "5"),))
@@ -352,7 +373,8 @@ def _log_refusal(hs: ServerHandshake, remote: tuple[str, int] | None) -> None:
 
 def _log_connection(ws: Connection, started: float) -> None:
     logger.info(
-        "%s %s %s origin=%s %.3fs in=%d out=%d close=%s by=%s",
+        "%s %s %s origin=%s %.3fs in=%d out=%d close=%s by=%s ext=%s",
         _fmt(ws.remote), ws.path, ws.draft, ws.origin or "-", time.monotonic() - started,
         ws.stats.bytes_in, ws.stats.bytes_out, ws.close_code, ws.stats.closed_by or "-",
+        (ws.extensions or "-").replace(" ", ""),
     )

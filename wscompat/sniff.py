@@ -54,6 +54,10 @@ def sniff(data: bytes, *, limit: int = 64) -> Kind:
     seen without a decision the input is GARBAGE, so a peer cannot keep the sniffer
     waiting by dribbling bytes that are merely not yet wrong.
     """
+    # Only the first ``limit`` bytes count: otherwise a buffer already declared GARBAGE
+    # at the limit could be read as a policy request once more bytes had come (e.g.
+    # spaces before "/>"), and the answer would depend on how TCP split the input.
+    data = data[:limit]
     if not data:
         return Kind.NEED_MORE
     first = data[0]

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .drafts import Draft, parse_drafts
+from .expect import Match, match
 from .framing import Closed, Framer, Message
 from .handshake import Phase, ServerHandshake
 from .options import ServerOptions, UpgradeRequest, choose_subprotocol, make_framer
 
-__all__ = ["Result", "Vector", "VectorError", "check", "decode_data", "load", "load_all"]
+__all__ = [
+    "Result", "Vector", "VectorError", "check", "decode_data", "load", "load_all", "vector_files",
+]
 
 DRAFT_DIRS = {d.value: d for d in Draft}
 
@@ -29,21 +32,31 @@ class VectorError(ValueError):
     """A vector file does not follow the format."""
 
 
+EXPECTATIONS = frozenset({"expect", "expect_head", "expect_close", "expect_status", "expect_eof"})
+"""Step kinds that compare server bytes."""
+
+
 @dataclass(frozen=True)
 class Step:
-    kind: str  # send, expect, expect_close, expect_status, expect_eof, pause
+    kind: str  # send, send_eof, pause, or one of EXPECTATIONS
     data: bytes = b""
     chunks: tuple[int, ...] = ()
     seconds: float = 0.0
     code: int = 0
     headers: tuple[tuple[str, str], ...] = ()
+    vary: tuple[str, ...] = ()
+
+    def match(self, received: bytes, *, eof: bool) -> Match:
+        """Compare server bytes not yet accounted for with this expectation."""
+        return match(self.kind, received, expected=self.data, code=self.code,
+                     headers=self.headers, vary=self.vary, eof=eof)
 
 
 @dataclass(frozen=True)
 class Vector:
     path: Path
     name: str
-    draft: Draft | None
+    draft: Draft
     source: str
     description: str
     steps: tuple[Step, ...]
@@ -79,19 +92,28 @@ def _event(spec: Any) -> str | bytes:
     raise VectorError(f"an event is {{'text': str}} or {{'binary': data}}, not {spec!r}")
 
 
-_STEP_KEYS = {"send", "expect", "expect_close", "expect_status", "expect_eof", "pause"}
+_STEP_KEYS = {"send", "send_eof", "pause", *EXPECTATIONS}
+_EXTRA_KEYS = {"chunks": "send", "headers": "expect_status", "vary": "expect_head"}
 
 
 def _step(spec: Any) -> Step:
     if not isinstance(spec, dict) or len(set(spec) & _STEP_KEYS) != 1:
         raise VectorError(f"a step has exactly one of {sorted(_STEP_KEYS)}: {spec!r}")
+    for extra, owner in _EXTRA_KEYS.items():
+        if extra in spec and owner not in spec:
+            raise VectorError(f"{extra} belong to a {owner} step")
+    unknown = set(spec) - _STEP_KEYS - set(_EXTRA_KEYS)
+    if unknown:
+        raise VectorError(f"unknown step keys {sorted(unknown)}")
     if "send" in spec:
         chunks = tuple(int(n) for n in spec.get("chunks", ()))
         return Step("send", decode_data(spec["send"]), chunks=chunks)
-    if "chunks" in spec:
-        raise VectorError("chunks belong to a send step")
-    if "headers" in spec and "expect_status" not in spec:
-        raise VectorError("headers belong to an expect_status step")
+    if "expect_head" in spec:
+        head = decode_data(spec["expect_head"])
+        if not head.endswith(b"\r\n\r\n"):
+            raise VectorError("expect_head is a whole HTTP head ending with a blank line")
+        vary = tuple(str(name) for name in spec.get("vary", ()))
+        return Step("expect_head", head, vary=vary)
     if "expect_close" in spec:
         return Step("expect_close", code=int(spec["expect_close"]))
     if "expect_status" in spec:
@@ -103,6 +125,8 @@ def _step(spec: Any) -> Step:
         return Step("pause", seconds=float(spec["pause"]))
     if spec.get("expect_eof") is True:
         return Step("expect_eof")
+    if spec.get("send_eof") is True:
+        return Step("send_eof")
     raise VectorError(f"unknown step {spec!r}")
 
 
@@ -116,11 +140,11 @@ def load(path: str | Path) -> Vector:
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise VectorError(f"{path}: {exc}") from None
     try:
         return _parse(path, raw)
-    except (VectorError, KeyError, TypeError, ValueError) as exc:
+    except (VectorError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise VectorError(f"{path}: {exc}") from None
 
 
@@ -130,12 +154,14 @@ def _parse(path: Path, raw: Any) -> Vector:
     unknown = set(raw) - _ALLOWED_KEYS
     if unknown:
         raise VectorError(f"unknown keys {sorted(unknown)}")
-    for key in ("name", "source", "steps", "end"):
+    for key in ("name", "draft", "source", "steps", "end"):
         if key not in raw:
             raise VectorError(f"missing {key!r}")
     if not str(raw["source"]).strip():
         raise VectorError("source must name where the vector comes from")
-    draft = None if raw.get("draft") is None else DRAFT_DIRS[raw["draft"]]
+    if raw["draft"] not in DRAFT_DIRS:
+        raise VectorError(f"draft is one of {sorted(DRAFT_DIRS)}, not {raw['draft']!r}")
+    draft = DRAFT_DIRS[raw["draft"]]
     end = dict(raw["end"])
     if not end or set(end) - _END_KEYS:
         raise VectorError(f"end takes {sorted(_END_KEYS)}")
@@ -144,27 +170,44 @@ def _parse(path: Path, raw: Any) -> Vector:
     unknown_options = set(options) - ServerOptions.names()
     if unknown_options:
         raise VectorError(f"unknown server options {sorted(unknown_options)}")
+    steps = tuple(_step(s) for s in raw["steps"])
+    if not steps:
+        raise VectorError("a vector has at least one step")
+    kinds = [step.kind for step in steps]
+    if "send_eof" in kinds and "send" in kinds[kinds.index("send_eof"):]:
+        raise VectorError("nothing can be sent after send_eof")
     return Vector(
         path=path,
         name=str(raw["name"]),
         draft=draft,
         source=str(raw["source"]),
         description=str(raw.get("description", "")),
-        steps=tuple(_step(s) for s in raw["steps"]),
+        steps=steps,
         events=events,
         end=end,
         options=options,
     )
 
 
-def load_all(paths: Iterable[str | Path]) -> Iterator[Vector]:
-    """Every ``*.json`` vector under the given files and directories, sorted by path."""
+def vector_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The given files, and every ``*.json`` under the given directories (sorted), the
+    schema excepted. Raises FileNotFoundError for a path that does not exist."""
+    found: list[Path] = []
     for path in paths:
         root = Path(path)
-        files = [root] if root.is_file() else sorted(root.rglob("*.json"))
-        for file in files:
-            if file.name != "schema.json":
-                yield load(file)
+        if root.is_file():
+            found.append(root)
+        elif root.is_dir():
+            found.extend(f for f in sorted(root.rglob("*.json")) if f.name != "schema.json")
+        else:
+            raise FileNotFoundError(f"no such file or directory: {root}")
+    return found
+
+
+def load_all(paths: Iterable[str | Path]) -> Iterator[Vector]:
+    """Every vector under the given files and directories, sorted by path."""
+    for file in vector_files(paths):
+        yield load(file)
 
 
 # -- offline check ------------------------------------------------------------------------
@@ -176,7 +219,13 @@ class Result:
     ok: bool
     problem: str = ""
     expected: bytes = b""
+    """The bytes the failing step expected (exact and head expectations only)."""
     actual: bytes = b""
+    """The server's bytes from where the failing step started reading."""
+    step: int = 0
+    """The failing step, counted from 1; 0 when the end of the exchange differs."""
+    offset: int = 0
+    """Where in the server's whole output the difference starts."""
 
 
 class _EchoSession:
@@ -218,7 +267,7 @@ class _EchoSession:
         self.out += hs.data_to_send()
         if hs.phase is Phase.OPEN:
             assert hs.accepted is not None
-            self.framer = make_framer(hs.accepted.draft, self.options)
+            self.framer = make_framer(hs.accepted.draft, self.options, hs.accepted.negotiated)
             if hs.accepted.leftover:
                 self.framer.receive_data(hs.accepted.leftover)
                 self._pump()
@@ -270,67 +319,35 @@ def check(vector: Vector, *, bytewise: bool = False) -> Result:
     options = server_options(vector)
     session = _EchoSession(options)
     read = 0
-    for step in vector.steps:
+    for number, step in enumerate(vector.steps, 1):
         if step.kind == "send":
             for piece in _pieces(step, bytewise):
                 session.feed(piece)
-        elif step.kind == "expect":
-            got = bytes(session.out[read : read + len(step.data)])
-            if got != step.data:
-                return Result(vector, False, f"server bytes differ at offset {read}",
-                              step.data, bytes(session.out[read:]))
-            read += len(step.data)
-        elif step.kind in ("expect_close", "expect_status"):
-            reader = _read_close if step.kind == "expect_close" else _read_status
-            consumed, problem = reader(bytes(session.out[read:]), step)
-            if problem:
-                return Result(vector, False, problem, b"", bytes(session.out[read:]))
-            read += consumed
-        elif step.kind == "expect_eof":
-            if not session.eof:
-                return Result(vector, False, "expected the server to close the connection")
-            extra = bytes(session.out[read:])
-            if extra:
-                return Result(vector, False, "unexpected bytes before the close", b"", extra)
+        elif step.kind == "send_eof":
+            session.feed_eof()
+        elif step.kind in EXPECTATIONS:
+            pending = bytes(session.out[read:])
+            found = step.match(pending, eof=session.eof)
+            if not found.done:
+                problem = ("expected the server to close the connection"
+                           if step.kind == "expect_eof" else
+                           f"the server sent only {len(pending)} more bytes and then waited")
+                return _failure(vector, step, number, offset=read, problem=problem,
+                                pending=pending)
+            if found.problem:
+                return _failure(vector, step, number, offset=read + found.offset,
+                                problem=found.problem, pending=pending)
+            read += found.consumed
     if vector.steps and vector.steps[-1].kind != "expect_eof" and read < len(session.out):
         return Result(vector, False, "unexpected bytes after the last expectation",
-                      b"", bytes(session.out[read:]))
+                      b"", bytes(session.out[read:]), step=len(vector.steps), offset=read)
     return _check_end(vector, session)
 
 
-def _read_close(out: bytes, step: Step) -> tuple[int, str]:
-    """Consume one unmasked close frame and compare its code (1005 when it has none)."""
-    if len(out) < 2 or out[0] != 0x88 or out[1] > 125:
-        return 0, f"expected a close frame with code {step.code}"
-    length = out[1]
-    if len(out) < 2 + length:
-        return 0, "truncated close frame"
-    code = int.from_bytes(out[2:4], "big") if length >= 2 else 1005
-    if code != step.code:
-        return 0, f"close code {code}, expected {step.code}"
-    return 2 + length, ""
-
-
-def _read_status(out: bytes, step: Step) -> tuple[int, str]:
-    """Consume one HTTP response (head and Content-Length body), compare status and the
-    named headers; other headers and the body's wording may vary between servers."""
-    end = out.find(b"\r\n\r\n")
-    if end < 0:
-        return 0, f"expected an HTTP response with status {step.code}"
-    lines = out[:end].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-    if status != step.code:
-        return 0, f"status {status}, expected {step.code}"
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers.setdefault(name.strip().lower(), value.strip())
-    for name, value in step.headers:
-        if headers.get(name.lower()) != value:
-            return 0, f"header {name}: {headers.get(name.lower())!r}, expected {value!r}"
-    length = int(headers.get("content-length", "0") or 0)
-    return end + 4 + length, ""
+def _failure(vector: Vector, step: Step, number: int, *, offset: int, problem: str,
+             pending: bytes) -> Result:
+    expected = step.data if step.kind in ("expect", "expect_head") else b""
+    return Result(vector, False, problem, expected, pending, step=number, offset=offset)
 
 
 def _pieces(step: Step, bytewise: bool) -> Iterator[bytes]:

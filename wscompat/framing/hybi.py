@@ -6,11 +6,15 @@ Server side by default; ``client=True`` masks what it sends, for wscompat's own 
 rules, close-code checks and the size limit (1009). This adapter owns what it leaves to
 its I/O layers: assembling fragments into messages, and UTF-8 validation that fails a
 text message (1007) at the first fragment that can no longer be valid, not at its end.
+
+Negotiated extensions (``wscompat.extensions``) run inside the protocol's frame
+pipeline, so the size limit counts inflated bytes and UTF-8 is checked after inflating.
 """
 
 from __future__ import annotations
 
 import codecs
+import sys
 from typing import Any
 
 from websockets.frames import Frame, Opcode
@@ -19,6 +23,7 @@ from websockets.protocol import State as WsState
 
 from ..drafts import Draft
 from ..errors import ProtocolViolation
+from ..extensions import CORRUPT_DATA_CODE, CorruptCompressedData
 from .base import Closed, Event, Framer, Message, Pong, State
 
 __all__ = ["HybiFramer"]
@@ -34,6 +39,16 @@ class _Protocol(Protocol):
         if frame.opcode is Opcode.CLOSE:
             self.current_size = None
         super().recv_frame(frame)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Data that does not inflate closes with 1007, not the library's 1002.
+
+        The parser calls this while handling the extension's exception, so that is where
+        the cause is found.
+        """
+        if isinstance(sys.exception(), CorruptCompressedData):
+            code = CORRUPT_DATA_CODE
+        super().fail(code, reason)
 
 
 _STATE = {

@@ -12,10 +12,15 @@ import base64
 import os
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from websockets.exceptions import NegotiationError
+from websockets.extensions import ClientExtensionFactory, Extension
 
 from ..drafts import Draft
 from ..errors import HandshakeRejected
+from ..extensions import accept_response, offer_header
 from ..http import Headers
 from . import hixie75, hixie76
 from .hybi import accept_key
@@ -44,6 +49,8 @@ class ClientResult:
     subprotocol: str | None
     headers: Headers
     leftover: bytes
+    extensions: tuple[Extension, ...] = ()
+    """The extensions the server agreed to, ready for the framer."""
 
 
 class ClientHandshake:
@@ -58,8 +65,10 @@ class ClientHandshake:
         origin: str | None = "http://localhost",
         subprotocols: tuple[str, ...] = (),
         extra_headers: tuple[tuple[str, str], ...] = (),
+        extensions: Sequence[ClientExtensionFactory] = (),
         rng: random.Random | None = None,
     ) -> None:
+        """``extensions`` are offered in order of preference, on hybi drafts only."""
         self.draft = draft
         self._rng = rng or random.Random(os.urandom(8))
         default = 443 if secure else 80
@@ -70,6 +79,7 @@ class ClientHandshake:
         self.origin = origin
         self.subprotocols = subprotocols
         self.extra_headers = extra_headers
+        self.extensions = tuple(extensions)
         self._buffer = b""
         self.result: ClientResult | None = None
         self._expected_tail = b""
@@ -104,6 +114,9 @@ class ClientHandshake:
                 lines.append(f"{origin_name}: {self.origin}")
             if self.subprotocols:
                 lines.append(f"Sec-WebSocket-Protocol: {', '.join(self.subprotocols)}")
+            offer = offer_header(self.extensions)
+            if offer:
+                lines.append(f"Sec-WebSocket-Extensions: {offer}")
             lines.append(f"Sec-WebSocket-Version: {self.draft.version}")
             body = b""
         lines += [f"{name}: {value}" for name, value in self.extra_headers]
@@ -137,6 +150,7 @@ class ClientHandshake:
     def _validate(self, head: bytes, headers: Headers, rest: bytes) -> ClientResult:
         fail = _invalid
         protocol: str | None
+        agreed: tuple[Extension, ...] = ()
         if self.draft is Draft.HIXIE75:
             if not head.startswith(hixie75.PREFIX):
                 raise fail("response does not start with the hixie-75 prefix")
@@ -164,11 +178,16 @@ class ClientHandshake:
             if headers.get("Sec-WebSocket-Accept") != accept_key(self._key):
                 raise fail("wrong Sec-WebSocket-Accept")
             protocol = headers.get("Sec-WebSocket-Protocol")
+            try:
+                agreed = accept_response(headers.get_all("Sec-WebSocket-Extensions"),
+                                         self.extensions)
+            except NegotiationError as exc:
+                raise fail(f"Sec-WebSocket-Extensions: {exc}") from None
         if protocol is not None and protocol not in self.subprotocols:
             raise fail(f"server chose subprotocol {protocol!r}, which was not offered")
         if self.draft in (Draft.HIXIE75, Draft.HIXIE76) and self.subprotocols and not protocol:
             raise fail("server did not confirm the subprotocol")
-        return ClientResult(self.draft, protocol, headers, rest)
+        return ClientResult(self.draft, protocol, headers, rest, agreed)
 
     def _check_echo(self, headers: Headers, origin_name: str, location_name: str) -> None:
         if headers.get(location_name) != self.url:

@@ -22,10 +22,13 @@ Every rejection goes through :meth:`reject`, so each error maps to one response 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from websockets.extensions import Extension
 
 from ..drafts import ALL_DRAFTS, Draft
 from ..errors import HandshakeRejected
+from ..extensions import CompressionSettings, negotiate
 from ..http import HeadParser, Request, error_response
 from ..policy import DEFAULT_POLICY, policy_response
 from ..sniff import Kind, sniff
@@ -64,6 +67,8 @@ class HandshakeSettings:
     hixie76_early_head: bool = True
     """Write the hixie-76 101 head before key3 when key3 did not come with the head."""
     policy: str = DEFAULT_POLICY
+    compression: CompressionSettings | None = None
+    """Compression extensions to negotiate on hybi drafts; None negotiates none."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,10 @@ class Accepted:
     request: Request
     subprotocol: str | None = None
     extensions: str | None = None
+    """The ``Sec-WebSocket-Extensions`` value answered, if any."""
     leftover: bytes = field(default=b"", repr=False)
+    negotiated: tuple[Extension, ...] = field(default=(), repr=False)
+    """The agreed extensions' per-connection objects, for the framer."""
 
 
 _PLAIN_PAGE = (
@@ -159,6 +167,10 @@ class ServerHandshake:
             self.phase = Phase.CLOSE
             return
         self.draft = draft
+        if draft in (Draft.HIXIE75, Draft.HIXIE76):
+            # The location is built from Host in accept(); a Host it cannot be built
+            # from is refused here, where every request error becomes a response.
+            location(request, secure=self.settings.secure)
         if draft is Draft.HIXIE76:
             hixie76.parse_keys(request)
         elif draft is not Draft.HIXIE75:
@@ -194,7 +206,11 @@ class ServerHandshake:
         self.phase = Phase.CLOSE
 
     def accept(self, subprotocol: str | None = None, extensions: str | None = None) -> None:
-        """Complete the handshake with the application's choices."""
+        """Complete the handshake with the application's choices.
+
+        ``extensions`` is answered as given; without it, compression is negotiated on
+        hybi drafts as ``settings.compression`` allows.
+        """
         if self.phase is not Phase.DECIDE:
             raise RuntimeError(f"accept() in phase {self.phase.value}")
         assert self.request is not None and self.draft is not None
@@ -202,6 +218,7 @@ class ServerHandshake:
         if subprotocol is not None and subprotocol not in offered:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered")
         request, draft = self.request, self.draft
+        negotiated: tuple[Extension, ...] = ()
         if draft in (Draft.HIXIE75, Draft.HIXIE76):
             if offered and subprotocol is None:
                 self.reject(400, f"subprotocol {offered[0]!r} is not supported")
@@ -211,8 +228,12 @@ class ServerHandshake:
             module = hixie75 if draft is Draft.HIXIE75 else hixie76
             head = module.response_head(origin, where, subprotocol)
         else:
+            if extensions is None and self.settings.compression is not None:
+                offers = request.headers.get_all("Sec-WebSocket-Extensions")
+                agreement = negotiate(offers, self.settings.compression)
+                extensions, negotiated = agreement.header, agreement.extensions
             head = hybi.response_head(hybi.check_key(request), subprotocol, extensions)
-        accepted = Accepted(draft, request, subprotocol, extensions)
+        accepted = Accepted(draft, request, subprotocol, extensions, negotiated=negotiated)
         if draft is not Draft.HIXIE76:
             self._out.append(head)
             self._open(accepted, self._buffer)
@@ -236,9 +257,7 @@ class ServerHandshake:
         self._open(accepted, rest)
 
     def _open(self, accepted: Accepted, leftover: bytes) -> None:
-        self.accepted = Accepted(
-            accepted.draft, accepted.request, accepted.subprotocol, accepted.extensions, leftover
-        )
+        self.accepted = replace(accepted, leftover=leftover)
         self._buffer = b""
         self.phase = Phase.OPEN
 
