@@ -1,0 +1,89 @@
+"""Fuzz the hybi-07/08/RFC 6455 framer, server and client side, plain or with
+permessage-deflate or x-webkit-deflate-frame agreed: receiving never raises, yields only
+messages, pongs and one documented close, and does not depend on how the bytes are cut
+into reads. Masked frames can be built from the input, so that the fuzzer reaches past
+the framing rules into message assembly, UTF-8 checks and inflation.
+Usage: ``python fuzzing/fuzz_hybi_framer.py [libFuzzer flags] [corpus dir]``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import atheris
+import support
+
+with atheris.instrument_imports(include=support.INSTRUMENTED):
+    from wscompat.drafts import Draft
+    from wscompat.framing import Closed, Event, HybiFramer, Message, Pong
+    from wscompat.handshake import ServerHandshake
+    from wscompat.handshake.client import ClientHandshake
+    from wscompat.options import ServerOptions
+
+SERVER_CODES = {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1009}
+OFFERS = [None, "permessage-deflate", "permessage-deflate; client_no_context_takeover",
+          "x-webkit-deflate-frame"]
+
+
+def agreed(draft: Draft, offer: str | None) -> Sequence[Any]:
+    """The server's extension objects for ``offer``, through the real negotiation."""
+    if offer is None:
+        return ()
+    client = ClientHandshake(draft, "h", extra_headers=(("Sec-WebSocket-Extensions", offer),),
+                             rng=random.Random(0))
+    hs = ServerHandshake(ServerOptions().handshake_settings())
+    hs.receive_data(client.request())
+    hs.accept()
+    assert hs.accepted is not None and hs.accepted.negotiated, offer
+    return hs.accepted.negotiated
+
+
+def frames_from(fdp: Any) -> bytes:
+    """Client frames: any opcode, FIN and RSV bits, payload of the input, masked."""
+    out = b""
+    for _ in range(fdp.ConsumeIntInRange(1, 6)):
+        first = fdp.ConsumeIntInRange(0, 255)
+        payload = bytes(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300)))
+        n = len(payload)
+        length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        key = b"\x01\x02\x03\x04"
+        out += bytes([first]) + length + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return out
+
+
+def run(draft: Draft, client: bool, offer: str | None, limit: int | None,
+        pieces: list[bytes]) -> list[Event]:
+    extensions = [] if client else list(agreed(draft, offer))
+    framer = HybiFramer(draft, max_message_size=limit, client=client, extensions=extensions)
+    for piece in pieces:
+        framer.receive_data(piece)
+    framer.receive_eof()
+    framer.data_to_send()
+    return framer.events()
+
+
+def TestOneInput(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    draft = fdp.PickValueInList([Draft.HYBI07, Draft.HYBI08, Draft.RFC6455])
+    client = fdp.ConsumeBool()
+    offer = fdp.PickValueInList(OFFERS)
+    limit = fdp.PickValueInList([None, 64, 4096])
+    cuts = support.cut_points(fdp)
+    built = not client and fdp.ConsumeBool()
+    stream = frames_from(fdp) if built else bytes(fdp.ConsumeBytes(fdp.remaining_bytes()))
+    whole = run(draft, client, offer, limit, [stream])
+    closes = [e for e in whole if isinstance(e, Closed)]
+    if not all(isinstance(e, Message | Pong | Closed) for e in whole) or len(closes) != 1 or (
+        closes[0] is not whole[-1]
+        or not (closes[0].code in SERVER_CODES or (closes[0].by_peer
+                                                   and 1000 <= closes[0].code < 5000))
+    ):
+        raise AssertionError(f"undocumented events {whole!r}")
+    pieces = run(draft, client, offer, limit, support.split(stream, cuts))
+    if pieces != whole:
+        raise AssertionError(f"whole {whole!r}, in pieces {pieces!r}")
+
+
+if __name__ == "__main__":
+    support.fuzz(TestOneInput)
