@@ -30,7 +30,7 @@ from .errors import (
     closed_error,
 )
 from .framing import Closed, Event, Framer, Message, Pong, State
-from .http import Headers, Request
+from .http import Request, RequestView
 
 __all__ = ["Connection", "ConnectionStats"]
 
@@ -52,7 +52,7 @@ class ConnectionStats:
     closed_by: str = ""
 
 
-class Connection:
+class Connection(RequestView):
     """One open WebSocket connection, whatever its draft.
 
     ``draft`` and ``caps`` tell what the peer's draft can carry; everything else is the
@@ -107,19 +107,6 @@ class Connection:
     @property
     def caps(self) -> Capabilities:
         return self._framer.draft.caps
-
-    @property
-    def path(self) -> str:
-        """The request-target with its query, as the client sent it."""
-        return self.request.target
-
-    @property
-    def headers(self) -> Headers:
-        return self.request.headers
-
-    @property
-    def origin(self) -> str | None:
-        return self.request.origin
 
     @property
     def secure(self) -> bool:

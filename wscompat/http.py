@@ -16,7 +16,7 @@ import h11
 
 from .errors import HandshakeRejected
 
-__all__ = ["HeadParser", "Headers", "Request", "error_response", "response"]
+__all__ = ["HeadParser", "Headers", "Request", "RequestView", "error_response", "response"]
 
 REASONS = {
     101: "Switching Protocols",
@@ -99,6 +99,26 @@ class Request:
     def origin(self) -> str | None:
         """``Origin``, falling back to the ``Sec-WebSocket-Origin`` of hybi-04..10."""
         return self.headers.get("Origin") or self.headers.get("Sec-WebSocket-Origin")
+
+
+class RequestView:
+    """The parts of the request behind a handshake that applications ask for."""
+
+    request: Request
+
+    @property
+    def path(self) -> str:
+        """The request-target with its query, as the client sent it."""
+        return self.request.target
+
+    @property
+    def headers(self) -> Headers:
+        return self.request.headers
+
+    @property
+    def origin(self) -> str | None:
+        """``Origin``, or the ``Sec-WebSocket-Origin`` that hybi-07 and hybi-08 send."""
+        return self.request.origin
 
 
 class HeadParser:

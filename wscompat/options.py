@@ -16,7 +16,7 @@ from .drafts import ALL_DRAFTS, Draft
 from .extensions import CompressionMode, CompressionSettings
 from .framing import Framer, HixieFramer, HybiFramer
 from .handshake import HandshakeSettings
-from .http import Headers, Request
+from .http import Request, RequestView
 from .policy import DEFAULT_POLICY
 
 if TYPE_CHECKING:  # the core only names the type; the I/O layer uses it
@@ -26,25 +26,13 @@ __all__ = ["Rejection", "ServerOptions", "UpgradeRequest", "choose_subprotocol",
 
 
 @dataclass(frozen=True)
-class UpgradeRequest:
+class UpgradeRequest(RequestView):
     """What the application sees of a handshake before deciding on it."""
 
     request: Request
     draft: Draft
     remote: tuple[str, int] | None
     offered_subprotocols: tuple[str, ...]
-
-    @property
-    def path(self) -> str:
-        return self.request.target
-
-    @property
-    def headers(self) -> Headers:
-        return self.request.headers
-
-    @property
-    def origin(self) -> str | None:
-        return self.request.origin
 
 
 @dataclass(frozen=True)

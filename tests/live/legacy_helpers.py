@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,48 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# -- raw clients shared by the proxy tests -------------------------------------------------
+
+KEY1, KEY2, KEY3 = "4 @1  46546xW%0l 1 5", "12998 5 Y3 1  .P00", b"^n:ds[4U"
+"""The hixie-76 draft's own example keys (its section 1.2), answered by 8jKS'y:G*Co,Wxa-."""
+
+
+def hixie_request(port: int, path: str, draft: Draft, *extra: str) -> bytes:
+    """A browser-style hixie request head (no Content-Length); key3 is not included."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Upgrade: WebSocket",
+        "Connection: Upgrade",
+        f"Host: 127.0.0.1:{port}",
+        "Origin: http://example.com",
+    ]
+    if draft is Draft.HIXIE76:
+        lines += [f"Sec-WebSocket-Key1: {KEY1}", f"Sec-WebSocket-Key2: {KEY2}"]
+    lines += extra
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def read_until(
+    stream: trio.SocketStream, done: Callable[[bytes], bool], timeout: float
+) -> tuple[bytes, bool]:
+    """Bytes read until ``done(data)``, EOF or ``timeout``; and whether EOF was seen."""
+    data = b""
+    with trio.move_on_after(timeout):
+        while not done(data):
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return data, True
+            data += chunk
+    return data, False
+
+
+async def accepts(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port yet (a proxy that is starting)."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True

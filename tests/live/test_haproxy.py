@@ -44,14 +44,20 @@ from wscompat import Draft
 
 from .legacy_helpers import (
     CLOSE_CODE,
+    KEY1,
+    KEY2,
+    KEY3,
     MESSAGES,
     PERL_DRAFTS,
     Recorder,
+    accepts,
     check_close,
     check_echoes,
     check_handshake,
     free_port,
     hixie76_answer,
+    hixie_request,
+    read_until,
     require_perl_websocket,
     run_perl_client,
 )
@@ -67,7 +73,6 @@ STUCK_TIMEOUT = 2.0
 """How long a handshake that should not complete is given before we call it stuck."""
 
 # Protocol reference §9.1 vector A: the hixie-76 example keys and their answer.
-KEY1, KEY2, KEY3 = "4 @1  46546xW%0l 1 5", "12998 5 Y3 1  .P00", b"^n:ds[4U"
 ANSWER = b"8jKS'y:G*Co,Wxa-"
 HAPROXY_400_BODY = b"Your browser sent an invalid request."
 
@@ -124,13 +129,6 @@ def _haproxy_binary() -> str:
     return binary
 
 
-async def _accepts(port: int) -> bool:
-    try:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
 
 
 @asynccontextmanager
@@ -150,7 +148,7 @@ async def run_haproxy(backend_port: int, workdir: Path) -> AsyncIterator[HAProxy
             )
         try:
             with trio.fail_after(START_TIMEOUT):
-                while process.poll() is None and not await _accepts(port):
+                while process.poll() is None and not await accepts(port):
                     await trio.sleep(0.05)
             await trio.sleep(0.1)  # a haproxy that lost the port to another listener exits
             if process.poll() is None:
@@ -164,35 +162,6 @@ async def run_haproxy(backend_port: int, workdir: Path) -> AsyncIterator[HAProxy
 
 
 # -- raw clients ---------------------------------------------------------------------------
-
-
-def hixie_request(port: int, path: str, draft: Draft, *extra: str) -> bytes:
-    """A browser-style hixie request head (no Content-Length); key3 is not included."""
-    lines = [
-        f"GET {path} HTTP/1.1",
-        "Upgrade: WebSocket",
-        "Connection: Upgrade",
-        f"Host: 127.0.0.1:{port}",
-        "Origin: http://example.com",
-    ]
-    if draft is Draft.HIXIE76:
-        lines += [f"Sec-WebSocket-Key1: {KEY1}", f"Sec-WebSocket-Key2: {KEY2}"]
-    lines += extra
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def read_until(
-    stream: trio.SocketStream, done: Callable[[bytes], bool], timeout: float
-) -> tuple[bytes, bool]:
-    """Bytes read until ``done(data)``, EOF or ``timeout``; and whether EOF was seen."""
-    data = b""
-    with trio.move_on_after(timeout):
-        while not done(data):
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                return data, True
-            data += chunk
-    return data, False
 
 
 def head_and_answer(data: bytes) -> bool:

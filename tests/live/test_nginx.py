@@ -53,12 +53,18 @@ from wscompat import Draft, HandshakeRejected
 from wscompat.client import connect
 
 from .legacy_helpers import (
+    KEY1,
+    KEY2,
+    KEY3,
     MESSAGES,
     Recorder,
+    accepts,
     free_port,
     header,
     hixie76_answer,
+    hixie_request,
     parse_head,
+    read_until,
 )
 
 pytestmark = pytest.mark.live
@@ -80,7 +86,6 @@ NO_EARLY_HEAD_HANDSHAKE_TIMEOUT = 3.0
 
 ORIGIN = "http://example.com"
 # Protocol reference §9.1 vector A: the hixie-76 example keys and their answer.
-KEY1, KEY2, KEY3 = "4 @1  46546xW%0l 1 5", "12998 5 Y3 1  .P00", b"^n:ds[4U"
 ANSWER = b"8jKS'y:G*Co,Wxa-"
 # What a hixie-75 client compares literally with the start of the response.
 HIXIE75_PREFIX = (
@@ -160,15 +165,6 @@ def nginx_binary() -> str:
     return binary
 
 
-async def _accepts(port: int) -> bool:
-    try:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-    except OSError:
-        return False
-    await stream.aclose()
-    return True
-
-
 def _pid_written(pid_file: Path, pid: int) -> bool:
     """nginx writes its pid file only once its listening sockets are bound."""
     try:
@@ -235,7 +231,7 @@ async def run_nginx(backend_port: int, workdir: Path) -> AsyncIterator[Nginx]:
             with trio.move_on_after(START_TIMEOUT):
                 while process.poll() is None and not ready:
                     ready = _pid_written(rundir / "nginx.pid", process.pid) and (
-                        await _accepts(port)
+                        await accepts(port)
                     )
                     if not ready:
                         await trio.sleep(0.05)
@@ -255,34 +251,6 @@ async def run_nginx(backend_port: int, workdir: Path) -> AsyncIterator[Nginx]:
 
 
 # -- raw clients ---------------------------------------------------------------------------
-
-
-def hixie_request(port: int, path: str, draft: Draft) -> bytes:
-    """A browser-style hixie request head (no Content-Length); key3 is not included."""
-    lines = [
-        f"GET {path} HTTP/1.1",
-        "Upgrade: WebSocket",
-        "Connection: Upgrade",
-        f"Host: 127.0.0.1:{port}",
-        f"Origin: {ORIGIN}",
-    ]
-    if draft is Draft.HIXIE76:
-        lines += [f"Sec-WebSocket-Key1: {KEY1}", f"Sec-WebSocket-Key2: {KEY2}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def read_until(
-    stream: trio.SocketStream, done: Callable[[bytes], bool], timeout: float
-) -> tuple[bytes, bool]:
-    """Bytes read until ``done(data)``, EOF or ``timeout``; and whether EOF was seen."""
-    data = b""
-    with trio.move_on_after(timeout):
-        while not done(data):
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                return data, True
-            data += chunk
-    return data, False
 
 
 def has_head(data: bytes) -> bool:
