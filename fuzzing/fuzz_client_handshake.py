@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz the client handshake of every draft against raw answers and against real server
 answers with edits: only HandshakeRejected escapes, and an answer whose hixie-76
 challenge answer or hybi accept key was changed is never accepted.

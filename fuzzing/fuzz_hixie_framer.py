@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz the hixie-75/76 framer: receiving never raises, yields only messages and one
 documented close (1000, 1006, 1007 or 1009) and does not depend on how the bytes are cut
 into reads; what it reads as text it can send back.
@@ -28,6 +29,10 @@ def run(draft: Draft, limit: int | None, pieces: list[bytes]) -> list[Event]:
     return events + framer.events()
 
 
+def without_reasons(events: list[Event]) -> list[object]:
+    return [e.code if isinstance(e, Closed) else e for e in events]
+
+
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     draft = fdp.PickValueInList([Draft.HIXIE75, Draft.HIXIE76])
@@ -41,7 +46,8 @@ def TestOneInput(data: bytes) -> None:
     ):
         raise AssertionError(f"undocumented events {whole!r}")
     pieces = run(draft, limit, support.split(stream, cuts))
-    if pieces != whole:
+    # Close reasons are only logged on hixie, and say where the limit was met.
+    if without_reasons(pieces) != without_reasons(whole):
         raise AssertionError(f"whole {whole!r}, in pieces {pieces!r}")
 
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz the request head parser: only HandshakeRejected (400 or 431) escapes, and the
 outcome does not depend on how the bytes are cut into reads.
 Usage: ``python fuzzing/fuzz_http_head.py [libFuzzer flags] [corpus dir]``."""

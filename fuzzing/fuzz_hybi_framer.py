@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz the hybi-07/08/RFC 6455 framer, server and client side, plain or with
 permessage-deflate or x-webkit-deflate-frame agreed: receiving never raises, yields only
 messages, pongs and one documented close, and does not depend on how the bytes are cut
@@ -58,9 +59,24 @@ def run(draft: Draft, client: bool, offer: str | None, limit: int | None,
     framer = HybiFramer(draft, max_message_size=limit, client=client, extensions=extensions)
     for piece in pieces:
         framer.receive_data(piece)
-    framer.receive_eof()
     framer.data_to_send()
-    return framer.events()
+    events = framer.events()
+    if framer.eof_wanted and not any(isinstance(e, Closed) for e in events):
+        raise AssertionError("TCP is to be closed, but the close was not reported")
+    framer.receive_eof()
+    return events + framer.events()
+
+
+def without_reasons(events: list[Event]) -> list[object]:
+    return [(e.code, e.by_peer) if isinstance(e, Closed) else e for e in events]
+
+
+def same_outcome(whole: list[Event], pieces: list[Event]) -> bool:
+    """Equal up to close reasons, except that a 1007 (UTF-8, checked after websockets has
+    parsed the whole read) may give way to an error or close in a later frame of the
+    same read; the messages delivered are the same either way."""
+    a, b = without_reasons(whole), without_reasons(pieces)
+    return a == b or (a[:-1] == b[:-1] and (1007, False) in (a[-1], b[-1]))
 
 
 def TestOneInput(data: bytes) -> None:
@@ -81,7 +97,7 @@ def TestOneInput(data: bytes) -> None:
     ):
         raise AssertionError(f"undocumented events {whole!r}")
     pieces = run(draft, client, offer, limit, support.split(stream, cuts))
-    if pieces != whole:
+    if not same_outcome(whole, pieces):
         raise AssertionError(f"whole {whole!r}, in pieces {pieces!r}")
 
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz the server handshake state machine with raw bytes and with mutated requests of
 every draft: receiving never raises, every outcome is a documented one (an HTTP error
 the machine knows, a draft's 101, the policy file, silence), and the outcome does not

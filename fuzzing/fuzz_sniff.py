@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz the sniffer: it never raises, decides once and for good, and always decides by
 its limit. Usage: ``python fuzzing/fuzz_sniff.py [libFuzzer flags] [corpus dir]``."""
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz the vector file loader: ``wscompat.vectors.load`` raises only VectorError for a
 file that is not a vector. Seed it with the vectors themselves (see README.md).
 Usage: ``python fuzzing/fuzz_vectors_loader.py [libFuzzer flags] [corpus dir] [vectors/]``."""

@@ -71,19 +71,23 @@ class HixieFramer(Framer):
 
     def _sentinel(self, frame_type: int) -> bool:
         end = self._buf.find(0xFF, self._scan)
-        if end < 0:
-            pending = len(self._buf) - 1
-            if self._max is not None and pending > self._max:
+        stop = len(self._buf) if end < 0 else end
+        over = self._max is not None and stop - 1 > self._max
+        if frame_type == 0x00 and self.state is State.OPEN and (end < 0 or over):
+            # The bytes before the limit are checked before the limit is, so that an
+            # invalid byte there fails the frame (1007) however the input was split.
+            upto = stop if self._max is None else min(stop, 1 + self._max)
+            self._check_utf8(bytes(self._buf[self._scan : upto]))
+        if over:
+            if end < 0:
                 raise MessageTooBig(f"frame exceeds {self._max} bytes without an end byte")
-            if frame_type == 0x00:
-                self._check_utf8(bytes(self._buf[self._scan :]))
+            raise MessageTooBig(f"message exceeds {self._max} bytes")
+        if end < 0:
             self._scan = len(self._buf)
             return False
         payload = bytes(self._buf[1:end])
         del self._buf[: end + 1]
         self._reset_frame()
-        if self._max is not None and len(payload) > self._max:
-            raise MessageTooBig(f"message exceeds {self._max} bytes")
         if frame_type == 0x00 and self.state is State.OPEN:
             try:
                 text = payload.decode("utf-8")

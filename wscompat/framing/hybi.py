@@ -102,8 +102,10 @@ class HybiFramer(Framer):
             try:
                 self._on_frame(frame)
             except ProtocolViolation as exc:
+                # If websockets already failed the connection on a later frame of the
+                # same read, abort() does nothing: the close must still be reported.
                 self.abort(exc.code, exc.reason)
-                return
+                break
         self._report_closed()
 
     def _on_frame(self, frame: Frame) -> None:
