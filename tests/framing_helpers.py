@@ -1,4 +1,5 @@
-"""Client-side frame builders for tests: deterministic masks, any fragmentation."""
+"""Client-side frame builders for tests: deterministic masks, any fragmentation, any
+split of the bytes into reads."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def client_frame(
     else:
         head = bytes([first, flag | 127]) + n.to_bytes(8, "big")
     return head + (key + mask(payload, key) if masked else payload)
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at ``cuts`` (taken modulo its length): how TCP might deliver it."""
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces, last = [], 0
+    for point in points:
+        pieces.append(data[last:point])
+        last = point
+    pieces.append(data[last:])
+    return pieces

@@ -41,7 +41,7 @@ from wscompat.options import ServerOptions, make_framer
 from wscompat.policy import DEFAULT_POLICY, policy_response
 from wscompat.sniff import POLICY_REQUEST, Kind, sniff
 
-from .framing_helpers import client_frame
+from .framing_helpers import client_frame, split
 
 T = TypeVar("T")
 HIXIE = (Draft.HIXIE75, Draft.HIXIE76)
@@ -60,17 +60,6 @@ def attempt(call: Callable[[], T]) -> tuple[T | None, int | None]:
         return call(), None
     except HandshakeRejected as exc:
         return None, exc.status
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    """``data`` cut at the given offsets (taken modulo its length)."""
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for point in points:
-        pieces.append(data[last:point])
-        last = point
-    pieces.append(data[last:])
-    return pieces
 
 
 cuts = st.lists(st.integers(0, 10**6), max_size=12)
