@@ -91,6 +91,8 @@ sniff_inputs = st.one_of(
 
 
 @given(sniff_inputs, st.integers(1, 128))
+# GARBAGE at the limit, then read as a policy request once "/>" came (before the fix).
+@example(b"<policy-file-request" + b" " * 44 + b"/>\x00", 64)
 def test_sniff_decides_once_and_for_good(data: bytes, limit: int) -> None:
     """Once a prefix is classified, every longer input gets the same class; at ``limit``
     bytes the sniffer has always decided."""
@@ -500,6 +502,10 @@ def parse_head(pieces: list[bytes], max_size: int) -> tuple[Request | None, byte
 @given(st.one_of(mutated_requests(), st.binary(max_size=300)), st.sampled_from([64, 256, 4096]),
        cuts)
 @SLOW
+# Over the limit and malformed (no Host): 431 however it arrives (it was 400 in one read).
+@example(b"GET /m HTTP/1.1\r\nConnection: Upgrade\r\nOrigin: http://localhost\r\n\r\n", 64, [9])
+# A leading empty line is refused by h11 at once: 400 however long the rest is.
+@example(b"\n" + b"\xb9" * 100, 64, [14])
 def test_head_parser_does_not_depend_on_segmentation(data: bytes, max_size: int,
                                                      cut: list[int]) -> None:
     whole = parse_head([data], max_size)
