@@ -194,3 +194,27 @@ def test_schema_options_are_server_options_and_recordable() -> None:
     allowed = set(SCHEMA["properties"]["options"]["properties"])
     assert allowed <= ServerOptions.names()
     assert set(VECTOR_OPTIONS) == allowed
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"drafts": 5}, "drafts must be a list of strings"),
+        ({"drafts": ["rfc6455", "hybi-09"]}, "unknown draft"),
+        ({"max_message_size": "big"}, "max_message_size must be a number or null"),
+        ({"secure": "yes"}, "secure must be true or false"),
+        ({"max_queue": True}, "max_queue must be a number"),
+        ({"ssl_context": None}, "cannot be set from a vector"),
+    ],
+)
+def test_badly_typed_options_are_refused_clearly(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "rfc6455" / "typed.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({
+        "name": "typed", "draft": "rfc6455", "source": "written for this test",
+        "steps": [{"send": "x"}], "end": {"eof": True}, "options": options,
+    }))
+    with pytest.raises(VectorError, match=message):
+        load(path)

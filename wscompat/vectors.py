@@ -170,6 +170,8 @@ def _parse(path: Path, raw: Any) -> Vector:
     unknown_options = set(options) - ServerOptions.names()
     if unknown_options:
         raise VectorError(f"unknown server options {sorted(unknown_options)}")
+    for name, value in options.items():
+        _check_option(name, value)
     steps = tuple(_step(s) for s in raw["steps"])
     if not steps:
         raise VectorError("a vector has at least one step")
@@ -294,6 +296,42 @@ class _EchoSession:
         self.out += self.framer.data_to_send()
         if self.framer.eof_wanted:
             self.eof = True
+
+
+_LIST_OPTIONS = {"drafts", "subprotocols", "origins"}
+_NOT_DATA = {"select_subprotocol", "process_request", "ssl_context", "record_dir"}
+_NUMBER_OR_NULL = {"max_frame_size", "idle_timeout", "ping_interval", "max_message_size",
+                   "max_connections"}
+_DEFAULTS = ServerOptions()
+
+
+def _check_option(name: str, value: Any) -> None:
+    """JSON types for the options a vector may set, so a hand-written file gets a clear
+    error here rather than a failure deep inside the server."""
+    if name in _NOT_DATA:
+        raise VectorError(f"option {name} cannot be set from a vector")
+    if name in _LIST_OPTIONS:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        wanted = "a list of strings"
+    elif name in _NUMBER_OR_NULL:
+        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+        wanted = "a number or null"
+    else:
+        default = getattr(_DEFAULTS, name)
+        if isinstance(default, bool):
+            ok, wanted = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            wanted = "a number"
+        else:
+            ok, wanted = isinstance(value, str), "a string"
+    if not ok:
+        raise VectorError(f"option {name} must be {wanted}, not {value!r}")
+    if name == "drafts":
+        try:
+            parse_drafts(",".join(value))
+        except ValueError as exc:
+            raise VectorError(f"option drafts: {exc}") from None
 
 
 def server_options(vector: Vector) -> ServerOptions:
