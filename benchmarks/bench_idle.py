@@ -20,7 +20,6 @@ import datetime
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: measure this tree's wscompat
+
+from bench import free_port, wait_listening  # noqa: E402  (benchmarks/ is sys.path[0])
 
 from wscompat.drafts import Draft, parse_drafts  # noqa: E402
 from wscompat.handshake.client import ClientHandshake  # noqa: E402
@@ -64,25 +65,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS in /proc status")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with status {proc.returncode} at startup")
-        try:
-            with socket.create_connection((HOST, port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server not listening on port {port} after {timeout} s")
 
 
 def raise_descriptor_limit(needed: int) -> None:
