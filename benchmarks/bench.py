@@ -242,11 +242,16 @@ def render(names: list[str], results: dict[str, dict[str, Any] | None]) -> str:
         cells.append("-" if result is None else "{without_close_frame} of {total}".format(
             **result["closes"]))
     lines += [["", *blank], cells]
-    widths = [max(len(row[i]) for row in lines) for i in range(len(names) + 1)]
+    return align(lines)
+
+
+def align(rows: list[list[str]]) -> str:
+    """Rows as text columns: the first left-aligned, figures right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-        for row in lines
+        for row in rows
     )
 
 

@@ -32,7 +32,16 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from bench import HERE, HOST, Processes, _terminated, environment, free_port, wait_listening
+from bench import (
+    HERE,
+    HOST,
+    Processes,
+    _terminated,
+    align,
+    environment,
+    free_port,
+    wait_listening,
+)
 from client import Cpu, EchoCheck, within
 
 MAX_MESSAGE_SIZE = 2 * 2**20
@@ -235,12 +244,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         rows.append(["  CPU server / client / other, %",
                      *(" / ".join(f"{t:.0f}" for t in results[n][p.label]["cpu"])
                        for n in names)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(names) + 1)]
-    return "\n".join(
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                  for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-        for row in rows
-    )
+    return align(rows)
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
