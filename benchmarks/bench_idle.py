@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: measure this tree's wscomp
 from bench import free_port, wait_listening  # noqa: E402  (benchmarks/ is sys.path[0])
 
 from wscompat.drafts import Draft, parse_drafts  # noqa: E402
-from wscompat.handshake.client import ClientHandshake  # noqa: E402
+from wscompat.protocol.handshake.client import ClientHandshake  # noqa: E402
 
 HOST = "127.0.0.1"
 OPEN_CONCURRENCY = 50

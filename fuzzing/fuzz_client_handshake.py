@@ -14,8 +14,8 @@ import support
 with atheris.instrument_imports(include=support.INSTRUMENTED):
     from wscompat.drafts import Draft
     from wscompat.errors import HandshakeRejected
-    from wscompat.handshake import ServerHandshake
-    from wscompat.handshake.client import ClientHandshake
+    from wscompat.protocol.handshake import ServerHandshake
+    from wscompat.protocol.handshake.client import ClientHandshake
 
 DRAFTS = list(Draft)
 

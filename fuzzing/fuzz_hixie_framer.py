@@ -11,7 +11,7 @@ import support
 
 with atheris.instrument_imports(include=support.INSTRUMENTED):
     from wscompat.drafts import Draft
-    from wscompat.framing import Closed, Event, HixieFramer, Message, State
+    from wscompat.protocol.framing import Closed, Event, HixieFramer, Message, State
 
 CLOSE_CODES = {1000, 1006, 1007, 1009}
 

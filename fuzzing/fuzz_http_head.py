@@ -10,7 +10,7 @@ import support
 
 with atheris.instrument_imports(include=support.INSTRUMENTED):
     from wscompat.errors import HandshakeRejected
-    from wscompat.http import HeadParser, Request
+    from wscompat.protocol.http import HeadParser, Request
 
 Outcome = tuple[Request | None, bytes, int | None]
 

@@ -17,10 +17,10 @@ import support
 
 with atheris.instrument_imports(include=support.INSTRUMENTED):
     from wscompat.drafts import Draft
-    from wscompat.framing import Closed, Event, HybiFramer, Message, Pong
-    from wscompat.handshake import ServerHandshake
-    from wscompat.handshake.client import ClientHandshake
     from wscompat.options import ServerOptions
+    from wscompat.protocol.framing import Closed, Event, HybiFramer, Message, Pong
+    from wscompat.protocol.handshake import ServerHandshake
+    from wscompat.protocol.handshake.client import ClientHandshake
 
 SERVER_CODES = {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1009}
 OFFERS = [None, "permessage-deflate", "permessage-deflate; client_no_context_takeover",

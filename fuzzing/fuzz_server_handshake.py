@@ -15,11 +15,11 @@ import support
 
 with atheris.instrument_imports(include=support.INSTRUMENTED):
     from wscompat.drafts import Draft
-    from wscompat.handshake import HandshakeSettings, Phase, ServerHandshake
-    from wscompat.handshake.client import ClientHandshake
-    from wscompat.handshake.hixie75 import PREFIX
     from wscompat.options import ServerOptions
-    from wscompat.policy import DEFAULT_POLICY, policy_response
+    from wscompat.protocol.handshake import HandshakeSettings, Phase, ServerHandshake
+    from wscompat.protocol.handshake.client import ClientHandshake
+    from wscompat.protocol.handshake.hixie75 import PREFIX
+    from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
 
 DRAFTS = list(Draft)
 STATUSES = {400, 403, 405, 426, 431}

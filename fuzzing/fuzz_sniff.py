@@ -8,7 +8,7 @@ import atheris
 import support
 
 with atheris.instrument_imports(include=support.INSTRUMENTED):
-    from wscompat.sniff import Kind, sniff
+    from wscompat.protocol.sniff import Kind, sniff
 
 
 def TestOneInput(data: bytes) -> None:

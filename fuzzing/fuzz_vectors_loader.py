@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fuzz the vector file loader: ``wscompat.vectors.load`` raises only VectorError for a
+"""Fuzz the vector file loader: ``wscompat.vectors.format.load`` raises only VectorError for a
 file that is not a vector. Seed it with the vectors themselves (see README.md).
 Usage: ``python fuzzing/fuzz_vectors_loader.py [libFuzzer flags] [corpus dir] [vectors/]``."""
 
@@ -14,7 +14,7 @@ import atheris
 import support
 
 with atheris.instrument_imports(include=["wscompat"]):
-    from wscompat.vectors import Vector, VectorError, load
+    from wscompat.vectors.format import Vector, VectorError, load
 
 WORK = Path(tempfile.mkdtemp(prefix="fuzz-vectors-"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)

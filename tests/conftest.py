@@ -10,6 +10,7 @@ import trio
 
 import wscompat
 from wscompat.cli import echo
+from wscompat.trio.server import Handler
 
 Starter = Callable[..., Awaitable[wscompat.Server]]
 
@@ -19,7 +20,7 @@ async def start_server(nursery: trio.Nursery) -> Starter:
     """Start ``wscompat.serve(handler, "127.0.0.1", 0, **options)``; stopped after the test."""
 
     async def start(
-        handler: wscompat.server.Handler = echo, host: str = "127.0.0.1", **options: Any
+        handler: Handler = echo, host: str = "127.0.0.1", **options: Any
     ) -> wscompat.Server:
         server: wscompat.Server = await nursery.start(
             lambda task_status: wscompat.serve(

@@ -9,8 +9,8 @@ import pytest
 import trio
 
 import wscompat
-from wscompat.client import connect
 from wscompat.drafts import Draft
+from wscompat.trio.client import connect
 
 from .conftest import Starter
 from .rawclient import UPGRADE13, client_frame, open_rfc6455

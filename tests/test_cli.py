@@ -15,9 +15,9 @@ import trio
 from websockets.sync.client import connect as ws_connect
 
 from wscompat.cli import _size, main
-from wscompat.client import connect
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
+from wscompat.trio.client import connect
 
 from .rawclient import read_to_eof
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from wscompat.connection import Connection
 from wscompat.drafts import Draft
-from wscompat.framing import HixieFramer
-from wscompat.http import Headers, Request
+from wscompat.protocol.framing import HixieFramer
+from wscompat.protocol.http import Headers, Request
+from wscompat.trio.connection import Connection
 
 
 async def test_close_reply_is_written_before_eof() -> None:

@@ -24,7 +24,7 @@ from wscompat import ServerOptions
 from wscompat.cli import _options, _parser
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
-from wscompat.extensions import (
+from wscompat.protocol.extensions import (
     ClientDeflateFrameFactory,
     ClientPerMessageDeflateFactory,
     CompressionSettings,
@@ -34,9 +34,9 @@ from wscompat.extensions import (
     negotiate,
     offer_header,
 )
-from wscompat.framing import Closed, HybiFramer, Message
-from wscompat.handshake import Phase, ServerHandshake
-from wscompat.handshake.client import ClientHandshake
+from wscompat.protocol.framing import Closed, HybiFramer, Message
+from wscompat.protocol.handshake import Phase, ServerHandshake
+from wscompat.protocol.handshake.client import ClientHandshake
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 

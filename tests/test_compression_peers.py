@@ -21,8 +21,8 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate as WsPerM
 from websockets.sync.client import connect as ws_connect
 
 import wscompat
-from wscompat.client import connect
-from wscompat.extensions import ClientDeflateFrameFactory, ClientPerMessageDeflateFactory
+from wscompat.protocol.extensions import ClientDeflateFrameFactory, ClientPerMessageDeflateFactory
+from wscompat.trio.client import connect
 
 from .conftest import Starter
 from .rawclient import client_frame, close_code, read_to_eof, read_until
@@ -276,7 +276,7 @@ async def test_the_connection_log_names_the_extension(
     start_server: Starter, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await start_server()
-    with caplog.at_level(logging.INFO, "wscompat.server"):
+    with caplog.at_level(logging.INFO, "wscompat.trio.server"):
         for factories in ([ClientPerMessageDeflateFactory(client_no_context_takeover=True)],
                           [ClientDeflateFrameFactory()], []):
             with trio.fail_after(10):

@@ -10,7 +10,7 @@ import sys
 
 import trio
 
-from wscompat.client import connect
+from wscompat.trio.client import connect
 
 from .rawclient import UPGRADE13, read_until
 

@@ -4,7 +4,7 @@ import pytest
 
 from wscompat.drafts import Draft
 from wscompat.errors import UnsupportedByDraft
-from wscompat.framing import Closed, HixieFramer, Message, State
+from wscompat.protocol.framing import Closed, HixieFramer, Message, State
 
 
 def test_text_in_any_split() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from wscompat.drafts import Draft
-from wscompat.framing import Closed, HybiFramer, Message, Pong, State
+from wscompat.protocol.framing import Closed, HybiFramer, Message, Pong, State
 
 from .framing_helpers import client_frame
 

@@ -6,11 +6,11 @@ import pytest
 
 from wscompat.drafts import ALL_DRAFTS, Draft
 from wscompat.errors import HandshakeRejected
-from wscompat.handshake import HandshakeSettings, Phase, ServerHandshake, detect
-from wscompat.handshake.hixie76 import answer, key_number
-from wscompat.handshake.hybi import accept_key
-from wscompat.handshake.location import location
-from wscompat.http import Headers, Request
+from wscompat.protocol.handshake import HandshakeSettings, Phase, ServerHandshake, detect
+from wscompat.protocol.handshake.hixie76 import answer, key_number
+from wscompat.protocol.handshake.hybi import accept_key
+from wscompat.protocol.handshake.location import location
+from wscompat.protocol.http import Headers, Request
 
 UPGRADE = [("Host", "h"), ("Upgrade", "websocket"), ("Connection", "Upgrade")]
 KEY = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")

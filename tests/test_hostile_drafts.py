@@ -2,7 +2,7 @@
 
 Each test starts one in-process server, warms it up, takes a baseline of the process's
 open descriptors and traced Python memory, then runs one attack while a chorus of good
-clients (two per draft, through ``wscompat.client.connect``) echoes in a loop. It checks
+clients (two per draft, through ``wscompat.trio.client.connect``) echoes in a loop. It checks
 that the chorus lost nothing and kept echoing, that the hostile peers were cut off the
 way their draft and the limit say, and that once everyone has gone the descriptors are
 back to the baseline exactly and traced memory within a documented tolerance of it.
@@ -40,9 +40,9 @@ import pytest
 import trio
 
 import wscompat
-from wscompat.client import connect
 from wscompat.drafts import Draft
-from wscompat.handshake.client import ClientHandshake
+from wscompat.protocol.handshake.client import ClientHandshake
+from wscompat.trio.client import connect
 
 from .conftest import Starter
 from .framing_helpers import client_frame

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from wscompat.errors import HandshakeRejected
-from wscompat.http import Headers, HeadParser, error_response, response
+from wscompat.protocol.http import Headers, HeadParser, error_response, response
 
 HEAD = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Twice: 1\r\nx-twice: 2\r\nKey:  a  b  \r\n\r\n"
 

@@ -9,9 +9,9 @@ from collections import Counter
 import trio
 
 import wscompat
-from wscompat.client import connect
 from wscompat.drafts import Draft
-from wscompat.handshake.client import ClientHandshake
+from wscompat.protocol.handshake.client import ClientHandshake
+from wscompat.trio.client import connect
 
 from .conftest import Starter
 from .rawclient import client_frame, close_code, open_rfc6455, read_to_eof, read_until

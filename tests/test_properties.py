@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
-from wscompat.framing import Closed, HixieFramer, HybiFramer, Message
-from wscompat.handshake import Phase, ServerHandshake
-from wscompat.handshake.hixie76 import key_number
-from wscompat.http import HeadParser
-from wscompat.sniff import Kind, sniff
+from wscompat.protocol.framing import Closed, HixieFramer, HybiFramer, Message
+from wscompat.protocol.handshake import Phase, ServerHandshake
+from wscompat.protocol.handshake.hixie76 import key_number
+from wscompat.protocol.http import HeadParser
+from wscompat.protocol.sniff import Kind, sniff
 
 from .framing_helpers import client_frame, split
 

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected, ProtocolViolation
-from wscompat.framing import Closed, Event, Framer, HixieFramer, HybiFramer, Message, Pong
-from wscompat.handshake import (
+from wscompat.options import ServerOptions, make_framer
+from wscompat.protocol.framing import Closed, Event, Framer, HixieFramer, HybiFramer, Message, Pong
+from wscompat.protocol.handshake import (
     HandshakeSettings,
     Phase,
     ServerHandshake,
@@ -33,13 +34,12 @@ from wscompat.handshake import (
     hixie76,
     hybi,
 )
-from wscompat.handshake.client import ClientHandshake, ClientResult, make_hixie76_key
-from wscompat.handshake.location import location, origin_echo
-from wscompat.handshake.origin import check_origin, origin_allowed
-from wscompat.http import Headers, HeadParser, Request
-from wscompat.options import ServerOptions, make_framer
-from wscompat.policy import DEFAULT_POLICY, policy_response
-from wscompat.sniff import POLICY_REQUEST, Kind, sniff
+from wscompat.protocol.handshake.client import ClientHandshake, ClientResult, make_hixie76_key
+from wscompat.protocol.handshake.location import location, origin_echo
+from wscompat.protocol.handshake.origin import check_origin, origin_allowed
+from wscompat.protocol.http import Headers, HeadParser, Request
+from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
+from wscompat.protocol.sniff import POLICY_REQUEST, Kind, sniff
 
 from .framing_helpers import client_frame, split
 

@@ -18,9 +18,9 @@ from websockets.sync.client import connect as ws_connect
 import wscompat
 from wscompat.cli import echo
 from wscompat.drafts import Draft
-from wscompat.recording import frame_end
-from wscompat.replay import ReplaySettings, replay_vector
-from wscompat.vectors import check, load
+from wscompat.vectors.format import check, load
+from wscompat.vectors.recording import frame_end
+from wscompat.vectors.replay import ReplaySettings, replay_vector
 
 from .rawclient import read_to_eof
 from .test_cli import start

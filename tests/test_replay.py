@@ -22,9 +22,9 @@ from websockets.sync.server import serve as ws_serve
 
 import wscompat
 from wscompat.cli import echo
-from wscompat.replay import STATUSES, ReplaySettings, replay_all, replay_vector
-from wscompat.vector_report import Outcome
-from wscompat.vectors import Vector, load, load_all, server_options
+from wscompat.vectors.format import Vector, load, load_all, server_options
+from wscompat.vectors.replay import STATUSES, ReplaySettings, replay_all, replay_vector
+from wscompat.vectors.report import Outcome
 
 Starter = Callable[..., Awaitable[wscompat.Server]]
 ROOT = Path(__file__).parent.parent

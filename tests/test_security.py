@@ -9,9 +9,9 @@ import pytest
 import trio
 
 import wscompat
-from wscompat.client import connect
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
+from wscompat.trio.client import connect
 
 from .conftest import Starter
 from .rawclient import client_frame, close_code, open_rfc6455, read_to_eof, read_until
@@ -43,7 +43,7 @@ async def test_origin_policy_on_every_draft(
             await ws.send("in")
             assert await ws.receive() == "in"
         return
-    with caplog.at_level(logging.INFO, "wscompat.server"), pytest.raises(
+    with caplog.at_level(logging.INFO, "wscompat.trio.server"), pytest.raises(
         HandshakeRejected
     ) as info:
         async with connect(url, draft=draft, origin=origin):
@@ -165,13 +165,13 @@ async def test_payloads_are_logged_only_when_asked(
                 await ws.send("top secret payload")
                 await ws.receive()
         logged = " ".join(r.getMessage() for r in caplog.records
-                          if r.name == "wscompat.connection")
+                          if r.name == "wscompat.trio.connection")
         assert ("top secret payload" in logged) is log_payloads
 
 
 async def test_connection_log_line(start_server: Starter, caplog: pytest.LogCaptureFixture) -> None:
     server = await start_server()
-    with caplog.at_level(logging.INFO, "wscompat.server"):
+    with caplog.at_level(logging.INFO, "wscompat.trio.server"):
         async with connect(f"ws://127.0.0.1:{server.port}/room?id=7", draft=Draft.HIXIE76,
                            origin="http://site.example") as ws:
             await ws.send("12345")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from wscompat.sniff import POLICY_REQUEST, Kind, sniff
+from wscompat.protocol.sniff import POLICY_REQUEST, Kind, sniff
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ import trustme
 from websockets.sync.client import connect as ws_connect
 
 import wscompat
-from wscompat.client import connect
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
+from wscompat.trio.client import connect
 
 from .conftest import Starter
 from .rawclient import read_to_eof

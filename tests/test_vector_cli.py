@@ -13,7 +13,7 @@ import pytest
 
 from wscompat.cli import main
 from wscompat.drafts import Draft
-from wscompat.vectors import vector_files
+from wscompat.vectors.format import vector_files
 
 ROOT = Path(__file__).parent.parent
 CORPUS = ROOT / "vectors"

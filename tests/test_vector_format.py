@@ -13,10 +13,10 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from wscompat.drafts import Draft
-from wscompat.expect import match
 from wscompat.options import ServerOptions
-from wscompat.recording import VECTOR_OPTIONS
-from wscompat.vectors import VectorError, check, load, vector_files
+from wscompat.vectors.expect import match
+from wscompat.vectors.format import VectorError, check, load, vector_files
+from wscompat.vectors.recording import VECTOR_OPTIONS
 
 ROOT = Path(__file__).parent.parent / "vectors"
 SCHEMA = json.loads((ROOT / "schema.json").read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wscompat.vectors import Vector, check, load_all
+from wscompat.vectors.format import Vector, check, load_all
 
 VECTORS = sorted(load_all([Path(__file__).parent.parent / "vectors"]), key=lambda v: v.id)
 

@@ -1,9 +1,7 @@
 """wscompat: one trio WebSocket server for every generation of the protocol."""
 
-from .client import connect
-from .connection import Connection
-from .drafts import Capabilities, Draft
-from .errors import (
+from wscompat.drafts import Capabilities, Draft
+from wscompat.errors import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -13,8 +11,10 @@ from .errors import (
     UnsupportedByDraft,
     WebSocketError,
 )
-from .options import Rejection, ServerOptions, UpgradeRequest
-from .server import Server, serve
+from wscompat.options import Rejection, ServerOptions, UpgradeRequest
+from wscompat.trio.client import connect
+from wscompat.trio.connection import Connection
+from wscompat.trio.server import Server, serve
 
 __all__ = [
     "Capabilities",

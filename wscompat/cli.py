@@ -14,14 +14,14 @@ from typing import Any
 
 import trio
 
-from .connection import Connection
-from .drafts import parse_drafts
-from .extensions import COMPRESSION_MODES
-from .options import ServerOptions, UpgradeRequest
-from .server import Handler, serve, serve_policy
-from .vector_cli import COMMANDS as VECTOR_COMMANDS
-from .vector_cli import add_commands as add_vector_commands
-from .vector_cli import run as run_vector_command
+from wscompat.drafts import parse_drafts
+from wscompat.options import ServerOptions, UpgradeRequest
+from wscompat.protocol.extensions import COMPRESSION_MODES
+from wscompat.trio.connection import Connection
+from wscompat.trio.server import Handler, serve, serve_policy
+from wscompat.vectors.cli import COMMANDS as VECTOR_COMMANDS
+from wscompat.vectors.cli import add_commands as add_vector_commands
+from wscompat.vectors.cli import run as run_vector_command
 
 __all__ = ["echo", "main"]
 

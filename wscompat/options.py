@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Literal
 
 from websockets.extensions import Extension
 
-from .drafts import ALL_DRAFTS, Draft
-from .extensions import CompressionMode, CompressionSettings
-from .framing import Framer, HixieFramer, HybiFramer
-from .handshake import HandshakeSettings
-from .http import Request, RequestView
-from .policy import DEFAULT_POLICY
+from wscompat.drafts import ALL_DRAFTS, Draft
+from wscompat.protocol.extensions import CompressionMode, CompressionSettings
+from wscompat.protocol.framing import Framer, HixieFramer, HybiFramer
+from wscompat.protocol.handshake import HandshakeSettings
+from wscompat.protocol.http import Request, RequestView
+from wscompat.protocol.policy import DEFAULT_POLICY
 
 if TYPE_CHECKING:  # the core only names the type; the I/O layer uses it
     import ssl

@@ -32,7 +32,7 @@ from websockets.sync.client import connect
 
 import wscompat
 from wscompat.cli import echo
-from wscompat.vectors import load
+from wscompat.vectors.format import load
 
 from .legacy_helpers import PERL_DRAFTS, run_perl_client, short_name
 from .test_chromium import CHROMIUM, Peer, run_page

@@ -16,6 +16,7 @@ import pytest
 import trio
 
 import wscompat
+from wscompat.trio.connection import ConnectionStats
 
 from ..conftest import Starter
 from .test_chromium import TEST_TIMEOUT, Peer, run_page
@@ -38,7 +39,7 @@ class CompressionPeer(Peer):
         self.offered: str | None = None
         self.extensions: str | None = None
         self.received: list[tuple[type, int]] = []
-        self.stats: wscompat.connection.ConnectionStats | None = None
+        self.stats: ConnectionStats | None = None
         self.close_code: int | None = None
 
     async def handler(self, ws: wscompat.Connection) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from wscompat.replay import ReplaySettings, replay_vector
-from wscompat.vectors import check, load
+from wscompat.vectors.format import check, load
+from wscompat.vectors.replay import ReplaySettings, replay_vector
 
 from .capture import (
     CAPTURE_TIMEOUT,

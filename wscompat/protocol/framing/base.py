@@ -1,0 +1,91 @@
+"""The sans-I/O framer interface every draft implements, and the events it produces.
+
+A framer turns received bytes into events and application calls into bytes to write.
+It never blocks and never touches a socket: the I/O layer feeds it, drains
+:meth:`Framer.data_to_send`, and closes the TCP connection when ``eof_wanted`` says so.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+
+from wscompat.drafts import Draft
+
+__all__ = ["Closed", "Event", "Framer", "Message", "Pong", "State"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A complete message: ``str`` for text, ``bytes`` for binary."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True)
+class Pong:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection ended. ``code`` follows the RFC 6455 numbering on every draft:
+
+    the peer's close code (or ours when we failed the connection), 1005 when a close
+    frame carried none, 1000 for a clean hixie close, 1006 when TCP ended abruptly.
+    """
+
+    code: int
+    reason: str
+    by_peer: bool
+
+
+Event = Message | Pong | Closed
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Framer(abc.ABC):
+    draft: Draft
+    state: State
+    eof_wanted: bool
+    """True once the framer has nothing more to say and TCP should be closed."""
+
+    @abc.abstractmethod
+    def receive_data(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def receive_eof(self) -> None: ...
+
+    @abc.abstractmethod
+    def events(self) -> list[Event]: ...
+
+    @property
+    @abc.abstractmethod
+    def wants_write(self) -> bool:
+        """Bytes are waiting in :meth:`data_to_send` (cheap: no lock needed to ask)."""
+
+    @abc.abstractmethod
+    def data_to_send(self) -> bytes: ...
+
+    @abc.abstractmethod
+    def send_text(self, text: str) -> None: ...
+
+    @abc.abstractmethod
+    def send_binary(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def send_ping(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (or, on hixie-75, ask for TCP to be closed)."""
+
+    @abc.abstractmethod
+    def abort(self, code: int, reason: str) -> None:
+        """Fail the connection from our side: close frame if the draft has one, then EOF."""

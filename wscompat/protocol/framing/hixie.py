@@ -1,0 +1,204 @@
+"""hixie-75 and hixie-76 (hybi-00) framing.
+
+Frames are told apart by their first byte. High bit clear: a sentinel frame running to
+the next 0xFF, UTF-8 text when the type is 0x00 and discarded otherwise. High bit set:
+a length in 7-bit groups, then that many bytes, discarded; on hixie-76, type 0xFF with
+length 0 is the closing handshake. There is no binary message, no ping and no close
+code. Sentinel frames have no length, so the bytes buffered before the 0xFF are capped.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+from typing import Literal
+
+from wscompat.drafts import Draft
+from wscompat.errors import MessageTooBig, ProtocolViolation, UnsupportedByDraft
+from wscompat.protocol.framing.base import Closed, Event, Framer, Message, State
+
+__all__ = ["CLOSE_FRAME", "HixieFramer"]
+
+CLOSE_FRAME = b"\xff\x00"
+BinaryPolicy = Literal["error", "base64"]
+
+
+class HixieFramer(Framer):
+    def __init__(
+        self,
+        draft: Draft = Draft.HIXIE76,
+        *,
+        max_message_size: int | None = 2**20,
+        binary: BinaryPolicy = "error",
+    ) -> None:
+        if draft not in (Draft.HIXIE75, Draft.HIXIE76):
+            raise ValueError(f"{draft} is not a hixie draft")
+        self.draft = draft
+        self.state = State.OPEN
+        self.eof_wanted = False
+        self._max = max_message_size
+        self._binary = binary
+        self._buf = bytearray()
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self._close_sent = False
+        self._closing = (1000, "")
+        self._reset_frame()
+
+    def _reset_frame(self) -> None:
+        """Per-frame scan state, so a frame arriving in many reads is scanned once."""
+        self._scan = 1
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if self.state is State.CLOSED or self.eof_wanted:
+            return
+        self._buf += data
+        try:
+            while self._buf and not self.eof_wanted and self._parse_one():
+                pass
+        except ProtocolViolation as exc:
+            self.abort(exc.code, exc.reason)
+
+    def _parse_one(self) -> bool:
+        """Consume one whole frame from the buffer; False when more bytes are needed."""
+        frame_type = self._buf[0]
+        if frame_type & 0x80 == 0:
+            return self._sentinel(frame_type)
+        return self._length_prefixed(frame_type)
+
+    def _sentinel(self, frame_type: int) -> bool:
+        end = self._buf.find(0xFF, self._scan)
+        stop = len(self._buf) if end < 0 else end
+        over = self._max is not None and stop - 1 > self._max
+        if frame_type == 0x00 and self.state is State.OPEN and (end < 0 or over):
+            # The bytes before the limit are checked before the limit is, so that an
+            # invalid byte there fails the frame (1007) however the input was split.
+            upto = stop if self._max is None else min(stop, 1 + self._max)
+            self._check_utf8(bytes(self._buf[self._scan : upto]))
+        if over:
+            if end < 0:
+                raise MessageTooBig(f"frame exceeds {self._max} bytes without an end byte")
+            raise MessageTooBig(f"message exceeds {self._max} bytes")
+        if end < 0:
+            self._scan = len(self._buf)
+            return False
+        payload = bytes(self._buf[1:end])
+        del self._buf[: end + 1]
+        self._reset_frame()
+        if frame_type == 0x00 and self.state is State.OPEN:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
+            self._events.append(Message(text))
+        return True
+
+    def _check_utf8(self, chunk: bytes) -> None:
+        """Fail a text frame as soon as its bytes so far can no longer be UTF-8."""
+        try:
+            self._utf8.decode(chunk, final=False)
+        except UnicodeDecodeError as exc:
+            raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
+
+    def _length_prefixed(self, frame_type: int) -> bool:
+        length = 0
+        pos = 1
+        while True:
+            if pos >= len(self._buf):
+                return False
+            b = self._buf[pos]
+            pos += 1
+            length = length * 128 + (b & 0x7F)
+            if self._max is not None and length > self._max:
+                raise MessageTooBig(f"frame length exceeds {self._max} bytes")
+            if not b & 0x80:
+                break
+        if frame_type == 0xFF and length == 0 and self.draft is Draft.HIXIE76:
+            del self._buf[:pos]
+            self._on_close_frame()
+            return True
+        if len(self._buf) < pos + length:
+            return False
+        del self._buf[: pos + length]  # the drafts define no data in these frames
+        return True
+
+    def _on_close_frame(self) -> None:
+        if self._close_sent:
+            code, reason = self._closing
+            self._finish(code, reason, by_peer=False)
+        else:
+            self._out.append(CLOSE_FRAME)
+            self._close_sent = True
+            self._finish(1000, "", by_peer=True)
+
+    def _finish(self, code: int, reason: str, *, by_peer: bool) -> None:
+        self.state = State.CLOSED
+        self.eof_wanted = True
+        self._buf.clear()
+        self._events.append(Closed(code, reason, by_peer))
+
+    def receive_eof(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        if self._close_sent:
+            self._finish(*self._closing, by_peer=False)
+        elif self.draft is Draft.HIXIE75 and not self._buf:
+            self._finish(1000, "", by_peer=True)  # the only way hixie-75 ever closes
+        else:
+            self._finish(1006, "connection lost", by_peer=True)
+
+    def events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    # -- sending -----------------------------------------------------------------------
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def data_to_send(self) -> bytes:
+        out, self._out = self._out, []
+        return b"".join(out)
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise ProtocolViolation(f"connection is {self.state.value}")
+
+    def send_text(self, text: str) -> None:
+        self._check_open()
+        self._out.append(b"\x00" + text.encode("utf-8") + b"\xff")
+
+    def send_binary(self, data: bytes) -> None:
+        if self._binary == "base64":
+            self.send_text(base64.b64encode(data).decode("ascii"))
+            return
+        raise UnsupportedByDraft(
+            f"{self.draft} carries only text; send str, or enable the base64 binary fallback"
+        )
+
+    def send_ping(self, data: bytes) -> None:
+        raise UnsupportedByDraft(f"{self.draft} has no ping frame")
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """hixie-76 sends 0xFF 0x00 and waits; hixie-75 just asks for TCP to be closed.
+
+        Neither draft can carry ``code`` or ``reason``: they are kept for the local log.
+        """
+        self._check_open()
+        self._closing = (code, reason)
+        if self.draft is Draft.HIXIE75:
+            self._finish(code, reason, by_peer=False)
+            return
+        self._out.append(CLOSE_FRAME)
+        self._close_sent = True
+        self.state = State.CLOSING
+
+    def abort(self, code: int, reason: str) -> None:
+        """Fail the connection: no closing handshake, TCP is closed."""
+        if self.state is not State.CLOSED:
+            self._finish(code, reason, by_peer=False)
+

@@ -1,0 +1,1 @@
+"""Test vectors: the format, the offline checker, recording, replay and their CLI."""

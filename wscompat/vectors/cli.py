@@ -1,0 +1,226 @@
+"""``wscompat vectors check`` and ``wscompat replay``: the vector corpus from a shell or CI.
+
+Both print one table per draft, the details of every failure with a byte-level diff,
+and a summary; ``--json`` prints the same as one JSON document. Exit status: 0 when
+everything passed, 1 when a vector failed (or could not be read), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from wscompat.drafts import Draft
+from wscompat.vectors.format import Vector, VectorError, check, load, vector_files
+from wscompat.vectors.replay import FAILING, STATUSES, ReplaySettings, parse_url, replay_all
+from wscompat.vectors.report import Outcome, render, to_json
+
+__all__ = ["COMMANDS", "UsageError", "add_commands", "check_outcomes", "run"]
+
+COMMANDS = ("vectors", "replay")
+CHECK_STATUSES = ("pass", "fail")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command line cannot be carried out (exit status 2)."""
+
+
+_CHECK_EXAMPLES = """examples:
+  wscompat vectors check                        every vector under ./vectors
+  wscompat vectors check vectors/hixie-76       one draft
+  wscompat vectors check my-vector.json --bytewise
+  wscompat vectors check --json > report.json   for CI
+
+exit status: 0 all passed, 1 a vector failed or is invalid, 2 usage error
+"""
+
+_REPLAY_EXAMPLES = """examples:
+  wscompat replay ws://127.0.0.1:8080/                     every vector without options
+  wscompat replay ws://127.0.0.1:8080/ vectors/rfc6455     one draft
+  wscompat replay ws://127.0.0.1:8080/ --server-options '{"max_message_size": 64}'
+                                                   the vectors written for that option
+
+The server should echo every message (text as text, binary as binary): that is what
+the vectors' expected frames are. Requests are sent as recorded, Host and path included.
+
+exit status: 0 all answered as expected (skipped ones aside), 1 a vector was answered
+differently or not at all, 2 usage error
+"""
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``vectors`` and ``replay`` to the ``wscompat`` subcommands."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    vectors = sub.add_parser(
+        "vectors", help="work with test vectors (see docs/vectors.md)",
+        description="Work with test vectors: recorded exchanges kept as JSON data.",
+    )
+    vsub = vectors.add_subparsers(dest="vectors_command", required=True)
+    c = vsub.add_parser(
+        "check", help="run vectors offline through wscompat's sans-I/O core",
+        description="Run every vector through wscompat's sans-I/O core with the echo "
+        "application, without sockets, and report per draft.",
+        formatter_class=formatter, epilog=_CHECK_EXAMPLES,
+    )
+    c.add_argument("paths", nargs="*", metavar="PATH",
+                   help="vector files or directories (default: ./vectors)")
+    c.add_argument("--bytewise", action="store_true",
+                   help="also deliver every send one byte at a time")
+    c.add_argument("--json", action="store_true", help="print a JSON report instead")
+
+    r = sub.add_parser(
+        "replay", help="play vectors against any running server over real sockets",
+        description="Play the client side of each vector against a running server and "
+        "report which vectors it answers as expected, differently, or not at all.",
+        formatter_class=formatter, epilog=_REPLAY_EXAMPLES,
+    )
+    r.add_argument("url", help="ws://host:port/ or wss://host:port/ of the server")
+    r.add_argument("paths", nargs="*", metavar="PATH",
+                   help="vector files or directories (default: ./vectors)")
+    r.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="time each expected answer may take (default: %(default)s)")
+    r.add_argument("--settle", type=float, default=0.2, metavar="SECONDS",
+                   help="silence that confirms nothing follows the last expectation "
+                   "(default: %(default)s)")
+    r.add_argument("--jobs", type=int, default=8, metavar="N",
+                   help="vectors replayed at once, each on its own connection "
+                   "(default: %(default)s)")
+    r.add_argument("--server-options", default="{}", metavar="JSON",
+                   help="options the server was started with, as in a vector's "
+                   "\"options\"; only vectors with exactly these options are replayed "
+                   "(default: {}, the vectors without options)")
+    r.add_argument("--json", action="store_true", help="print a JSON report instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``vectors check`` or ``replay``; the exit status."""
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        return _check(args)
+    except UsageError as exc:
+        print(f"wscompat {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _files(paths: Sequence[str]) -> list[Path]:
+    if not paths:
+        if not Path("vectors").is_dir():
+            raise UsageError("no ./vectors directory here: name the vector files or "
+                             "directories to use")
+        paths = ["vectors"]
+    try:
+        files = vector_files(paths)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if not files:
+        raise UsageError(f"no vector files under {', '.join(paths)}")
+    return files
+
+
+def _draft_of(path: Path) -> str:
+    names = {d.value for d in Draft}
+    return path.parent.name if path.parent.name in names else "(unknown)"
+
+
+def _load(files: Sequence[Path]) -> tuple[list[Vector], list[Outcome]]:
+    """The readable vectors, and a failed outcome for every file that is not one."""
+    vectors, invalid = [], []
+    for file in files:
+        try:
+            vectors.append(load(file))
+        except VectorError as exc:
+            problem = f"invalid vector: {str(exc).removeprefix(f'{file}: ')}"
+            invalid.append(Outcome(f"{file.parent.name}/{file.stem}", _draft_of(file),
+                                   "(not a valid vector)", str(file), "fail", problem))
+    return vectors, invalid
+
+
+def check_outcomes(vectors: Sequence[Vector], *, bytewise: bool = False) -> list[Outcome]:
+    """Check each vector whole and, with ``bytewise``, one byte at a time as well."""
+    outcomes = []
+    for vector in vectors:
+        outcome = Outcome(vector.id, vector.draft.value, vector.name, str(vector.path), "pass")
+        for one_byte in (False, True) if bytewise else (False,):
+            result = check(vector, bytewise=one_byte)
+            if not result.ok:
+                how = " (one byte at a time)" if one_byte else ""
+                outcome.status, outcome.problem = "fail", result.problem + how
+                outcome.step = result.step
+                outcome.expected, outcome.actual = result.expected, result.actual
+                break
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _check(args: argparse.Namespace) -> int:
+    vectors, invalid = _load(_files(args.paths))
+    outcomes = sorted([*check_outcomes(vectors, bytewise=args.bytewise), *invalid],
+                      key=lambda o: o.id)
+    ok = all(o.status == "pass" for o in outcomes)
+    how = "whole and one byte at a time" if args.bytewise else "whole"
+    if args.json:
+        report = to_json("check", outcomes, CHECK_STATUSES, ok=ok, extra={"bytewise":
+                                                                          args.bytewise})
+        print(json.dumps(report, indent=2))
+    else:
+        title = (f"wscompat vectors check: {len(outcomes)} vectors through the sans-I/O "
+                 f"core, {how}")
+        print(render(outcomes, CHECK_STATUSES, failing=("fail",), title=title), end="")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        host, port, secure = parse_url(args.url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        server_options = json.loads(args.server_options)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--server-options is not JSON: {exc}") from None
+    if not isinstance(server_options, dict):
+        raise UsageError("--server-options is a JSON object, e.g. '{\"max_message_size\": 64}'")
+    if args.timeout <= 0 or args.jobs < 1 or args.settle < 0:
+        raise UsageError("--timeout must be positive, --jobs at least 1, --settle not negative")
+    vectors, invalid = _load(_files(args.paths))
+    if invalid:
+        raise UsageError(f"{invalid[0].path}: {invalid[0].problem} (wscompat vectors check "
+                         "lists every invalid file)")
+    settings = ReplaySettings(host, port, secure, timeout=args.timeout, settle=args.settle,
+                              jobs=args.jobs, server_options=server_options)
+    outcomes = sorted(trio.run(partial(replay_all, vectors, settings)), key=lambda o: o.id)
+    ok = not any(o.status in FAILING for o in outcomes)
+    notes = replay_notes(vectors, outcomes)
+    if args.json:
+        extra = {"url": args.url, "timeout": args.timeout, "server_options": server_options,
+                 "notes": notes}
+        print(json.dumps(to_json("replay", outcomes, STATUSES, ok=ok, extra=extra), indent=2))
+    else:
+        title = (f"wscompat replay {args.url}: {len(outcomes)} vectors, "
+                 f"{args.timeout:g} s per expected answer")
+        print(render(outcomes, STATUSES, failing=FAILING, title=title, notes=notes), end="")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def replay_notes(vectors: Sequence[Vector], outcomes: Sequence[Outcome]) -> list[str]:
+    """What a reader of a replay report should keep in mind."""
+    notes = ["Expected frames are echoes: the server is assumed to send every message "
+             "back (text as text, binary as binary)."]
+    with_events = sum(1 for v in vectors if v.events is not None)
+    if with_events:
+        notes.append(f"{with_events} vectors also list the messages the application "
+                     "receives; replay cannot see those and does not compare them.")
+    skipped = sum(1 for o in outcomes if o.status == "skipped")
+    if skipped:
+        notes.append(f"{skipped} vectors were skipped: they need a server started with "
+                     "other options (see --server-options).")
+    return notes
