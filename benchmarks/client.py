@@ -1,10 +1,12 @@
 """The one load client every server in the benchmark is measured with.
 
-It speaks RFC 6455 over raw sockets with frames built once per phase, and checks the
+It speaks one WebSocket draft over raw sockets, RFC 6455 by default, hixie-76 or
+hixie-75 on request (``--wire``), with frames built once per phase, and checks the
 echoed byte stream against the expected one with a memory compare, so its cost per
-message is small and exactly the same whatever server it talks to. It runs in its own
-process (started by ``bench.py``), runs every phase against one server and prints the
-figures as one JSON object on stdout.
+message is small and exactly the same whatever server it talks to. What differs between
+drafts (handshake, frames, close) is one ``Wire`` object; the phases do not know which
+draft they speak. It runs in its own process (started by ``bench.py``), runs every phase
+against one server and prints the figures as one JSON object on stdout.
 
 Every wait has a deadline: a server that stops answering fails the run, it never hangs.
 """
@@ -18,19 +20,25 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import resource
 import socket
 import statistics
+import struct
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 HOST = "127.0.0.1"
+ORIGIN = "http://127.0.0.1"
+RESOURCE = "/bench"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MASK = b"\x37\xfa\x21\x3d"
 BINARY, CLOSE = 0x2, 0x8
+MAX_HEAD = 16384
 CLOSE_PAYLOAD = (1000).to_bytes(2, "big")
 READ_CHUNK = 1 << 18
 """The most asyncio hands to ``data_received`` at once (its selector transport reads 256 KiB)."""
@@ -59,6 +67,8 @@ class Config:
     connections: int
     per_connection_window: int
     latency_rounds: int
+    medium_size: int
+    medium_window: int
     large_size: int
     large_window: int
     handshake_workers: int
@@ -70,12 +80,12 @@ class Config:
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked frame, as a client must send it."""
+    """One final, masked RFC 6455 frame, as a client must send it."""
     return _header(opcode, len(payload), masked=True) + MASK + _mask(payload)
 
 
 def server_frame(opcode: int, payload: bytes) -> bytes:
-    """The unmasked frame an echo server sends back for ``payload``."""
+    """The unmasked RFC 6455 frame an echo server sends back for ``payload``."""
     return _header(opcode, len(payload), masked=False) + payload
 
 
@@ -95,13 +105,174 @@ def _mask(payload: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
+@dataclass(frozen=True)
+class Handshake:
+    """One opening handshake: the request to send and how to check the server's answer.
+
+    The answer is an HTTP head, checked by ``check_head``, followed by ``answer``: raw
+    bytes the server sends right after its head (hixie-76's 16-byte MD5; empty for the
+    other drafts). Anything after those is the first frame data.
+    """
+
+    request: bytes
+    check_head: Callable[[bytes], None]
+    answer: bytes = b""
+
+    def complete(self, data: bytes | bytearray) -> int | None:
+        """The offset just past the whole answer in ``data``; None while incomplete."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(data) > MAX_HEAD:
+                raise BenchError("handshake answer too long")
+            return None
+        stop = end + 4 + len(self.answer)
+        if len(data) < stop:
+            return None
+        self.check_head(bytes(data[:end]))
+        if data[end + 4 : stop] != self.answer:
+            raise BenchError(f"wrong challenge answer {bytes(data[end + 4 : stop])!r}")
+        return stop
+
+
+class Wire(ABC):
+    """Everything the phases need that differs between drafts, all as bytes."""
+
+    name: str
+    close_request: bytes | None
+    """What the client sends to close; None: it just closes TCP (shutdown of its side)."""
+    close_reply: bytes | None
+    """How the server's answer to that starts; None: the server answers with EOF only."""
+
+    @abstractmethod
+    def handshake(self, port: int) -> Handshake:
+        """A fresh opening handshake (new keys every time)."""
+
+    @abstractmethod
+    def payload(self, size: int) -> bytes:
+        """A message of ``size`` bytes this draft can carry."""
+
+    @abstractmethod
+    def frame(self, payload: bytes) -> bytes:
+        """The bytes a client sends for one message."""
+
+    @abstractmethod
+    def echo(self, payload: bytes) -> bytes:
+        """The bytes an echo server sends back for that message."""
+
+
+class Rfc6455(Wire):
+    """RFC 6455: binary messages of random bytes, masked client frames, close 1000."""
+
+    name = "rfc6455"
+    close_request = client_frame(CLOSE, CLOSE_PAYLOAD)
+    close_reply = b"\x88"
+
+    def handshake(self, port: int) -> Handshake:
+        request, accept = handshake_request(port)
+        return Handshake(request, lambda head: check_response(head, accept))
+
+    def payload(self, size: int) -> bytes:
+        return os.urandom(size)
+
+    def frame(self, payload: bytes) -> bytes:
+        return client_frame(BINARY, payload)
+
+    def echo(self, payload: bytes) -> bytes:
+        return server_frame(BINARY, payload)
+
+
+class Hixie75(Wire):
+    """hixie-75: no keys, text frames 0x00 <UTF-8> 0xFF both ways, close by closing TCP."""
+
+    name = "hixie-75"
+    close_request: bytes | None = None
+    close_reply: bytes | None = None
+    status = b"HTTP/1.1 101 Web Socket Protocol Handshake"
+    prefix = b""
+    """Of the Origin and Location response headers: ``Sec-`` from hixie-76 on."""
+
+    def handshake(self, port: int) -> Handshake:
+        request = (
+            b"GET %s HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
+            b"Host: %s:%d\r\nOrigin: %s\r\n\r\n"
+            % (RESOURCE.encode(), HOST.encode(), port, ORIGIN.encode())
+        )
+        return Handshake(request, lambda head: self.check_head(head, port))
+
+    def check_head(self, head: bytes, port: int) -> None:
+        """The first three lines byte for byte (hixie clients compare them so), then the
+        echoed origin and the location."""
+        lines = head.split(b"\r\n")
+        if lines[:3] != [self.status, b"Upgrade: WebSocket", b"Connection: Upgrade"]:
+            raise BenchError(f"not a {self.name} handshake answer: {lines[:3]!r}")
+        location = b"ws://%s:%d%s" % (HOST.encode(), port, RESOURCE.encode())
+        for line in (b"%sWebSocket-Origin: %s" % (self.prefix, ORIGIN.encode()),
+                     b"%sWebSocket-Location: %s" % (self.prefix, location)):
+            if line not in lines[3:]:
+                raise BenchError(f"{self.name} handshake answer without {line!r}")
+
+    def payload(self, size: int) -> bytes:
+        """Printable ASCII (base64 text of random bytes): valid UTF-8, never 0xFF."""
+        return base64.b64encode(os.urandom(size))[:size]
+
+    def frame(self, payload: bytes) -> bytes:
+        return b"\x00" + payload + b"\xff"
+
+    def echo(self, payload: bytes) -> bytes:
+        return b"\x00" + payload + b"\xff"
+
+
+class Hixie76(Hixie75):
+    """hixie-76 (= hybi-00): hixie-75 plus the MD5 key challenge and 0xFF 0x00 close."""
+
+    name = "hixie-76"
+    close_request = b"\xff\x00"
+    close_reply = b"\xff\x00"
+    status = b"HTTP/1.1 101 WebSocket Protocol Handshake"
+    prefix = b"Sec-"
+
+    def handshake(self, port: int) -> Handshake:
+        key1, number1 = hixie76_key()
+        key2, number2 = hixie76_key()
+        key3 = os.urandom(8)
+        request = (
+            b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n"
+            b"Origin: %s\r\nSec-WebSocket-Key1: %s\r\nSec-WebSocket-Key2: %s\r\n\r\n%s"
+            % (RESOURCE.encode(), HOST.encode(), port, ORIGIN.encode(), key1, key2, key3)
+        )
+        answer = hashlib.md5(struct.pack(">II", number1, number2) + key3).digest()
+        return Handshake(request, lambda head: self.check_head(head, port), answer)
+
+
+_NOISE = bytes([*range(0x21, 0x30), *range(0x3A, 0x7F)])
+
+
+def hixie76_key() -> tuple[bytes, int]:
+    """A Sec-WebSocket-Key1/2 value made as a hixie-76 client makes it, and its number.
+
+    The key's digits divided by its count of spaces give the number; 1 to 12 spaces and
+    1 to 12 other characters are scattered through it, spaces never first or last.
+    """
+    spaces = random.randint(1, 12)
+    number = random.randint(0, 0xFFFFFFFF // spaces)
+    key = bytearray(str(number * spaces).encode())
+    for _ in range(random.randint(1, 12)):
+        key.insert(random.randint(0, len(key)), random.choice(_NOISE))
+    for _ in range(spaces):
+        key.insert(random.randint(1, len(key) - 1), 0x20)
+    return bytes(key), number
+
+
+WIRES: dict[str, Wire] = {wire.name: wire for wire in (Rfc6455(), Hixie76(), Hixie75())}
+
+
 def handshake_request(port: int) -> tuple[bytes, bytes]:
     """An RFC 6455 upgrade request and the Sec-WebSocket-Accept it must get back."""
     key = base64.b64encode(os.urandom(16))
     request = (
-        b"GET /bench HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        % (HOST.encode(), port, key)
+        % (RESOURCE.encode(), HOST.encode(), port, key)
     )
     return request, base64.b64encode(hashlib.sha1(key + GUID).digest())
 
@@ -149,9 +320,10 @@ class EchoCheck:
 class Conn(asyncio.Protocol):
     """A client connection: handshake, then echo bytes to an EchoCheck, then close."""
 
-    def __init__(self, port: int, check: EchoCheck | None) -> None:
+    def __init__(self, port: int, wire: Wire, check: EchoCheck | None) -> None:
         loop = asyncio.get_running_loop()
-        self.request, self.accept = handshake_request(port)
+        self.wire = wire
+        self.handshake = wire.handshake(port)
         self.check = check
         self.on_echo: Callable[[int], None] = lambda n: None
         self.transport: asyncio.Transport | None = None
@@ -164,7 +336,7 @@ class Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(self.request)
+        transport.write(self.handshake.request)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -184,14 +356,11 @@ class Conn(asyncio.Protocol):
 
     def _handshake_data(self, data: bytes) -> None:
         self.head += data
-        end = self.head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.head) > 16384:
-                raise BenchError("handshake answer too long")
+        end = self.handshake.complete(self.head)
+        if end is None:
             return
-        check_response(bytes(self.head[:end]), self.accept)
         self.state = "open"
-        rest = bytes(self.head[end + 4 :])
+        rest = bytes(self.head[end:])
         if not self.opened.done():
             self.opened.set_result(None)
         if rest:
@@ -215,21 +384,36 @@ class Conn(asyncio.Protocol):
         self.transport.write(data)
 
     async def close(self) -> bool:
-        """Closing handshake: send a close frame, wait for the server's and its FIN.
+        """Closing handshake: send the draft's close, wait for the server's and its FIN.
 
-        Returns False when the server ended TCP without answering the close frame:
-        an incomplete closing handshake, counted and reported rather than fatal.
+        A draft without a closing handshake (hixie-75) shuts down the client's side of
+        TCP and waits for the server's EOF. Returns False when the server ended TCP
+        without the close its draft requires: an incomplete closing handshake, counted
+        and reported rather than fatal.
         """
+        assert self.transport is not None
         self.state = "closing"
-        self.send(client_frame(CLOSE, CLOSE_PAYLOAD))
+        if self.wire.close_request is None:
+            self.transport.write_eof()
+        else:
+            self.send(self.wire.close_request)
         await within(self.lost)
         CLOSES["total"] += 1
-        if not self.tail:
-            CLOSES["without_close_frame"] += 1
-            return False
-        if not self.tail.startswith(b"\x88"):
-            raise BenchError(f"expected a close frame, got {bytes(self.tail[:8])!r}")
+        return _closed(self.wire, bytes(self.tail))
+
+
+def _closed(wire: Wire, tail: bytes) -> bool:
+    """Check what the server sent after the client's close; False if no close came."""
+    if wire.close_reply is None:
+        if tail:
+            raise BenchError(f"data after the client closed: {tail[:8]!r}")
         return True
+    if not tail:
+        CLOSES["without_close_frame"] += 1
+        return False
+    if not tail.startswith(wire.close_reply):
+        raise BenchError(f"expected {wire.close_reply!r} to close, got {tail[:8]!r}")
+    return True
 
 
 async def within(awaitable: Awaitable[T], timeout: float = TIMEOUT) -> T:
@@ -240,20 +424,21 @@ async def within(awaitable: Awaitable[T], timeout: float = TIMEOUT) -> T:
         raise BenchError(f"no answer within {timeout} s") from None
 
 
-async def connect(port: int, check: EchoCheck | None = None) -> Conn:
+async def connect(port: int, wire: Wire, check: EchoCheck | None = None) -> Conn:
     loop = asyncio.get_running_loop()
-    _, conn = await within(loop.create_connection(lambda: Conn(port, check), HOST, port))
+    _, conn = await within(loop.create_connection(lambda: Conn(port, wire, check), HOST, port))
     await within(conn.opened)
     return conn
 
 
-async def open_many(port: int, count: int, concurrency: int, frame: bytes | None) -> list[Conn]:
+async def open_many(port: int, wire: Wire, count: int, concurrency: int,
+                    echo: bytes | None) -> list[Conn]:
     """``count`` open connections, at most ``concurrency`` handshakes at once."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one() -> Conn:
         async with gate:
-            return await connect(port, None if frame is None else EchoCheck(frame))
+            return await connect(port, wire, None if echo is None else EchoCheck(echo))
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
@@ -261,6 +446,19 @@ async def open_many(port: int, count: int, concurrency: int, frame: bytes | None
 async def close_all(conns: list[Conn]) -> int:
     """Close every connection; the number closed without the server's close frame."""
     return sum(not ok for ok in await asyncio.gather(*(conn.close() for conn in conns)))
+
+
+async def echo_once(conn: Conn, frame: bytes) -> None:
+    """Send one message and wait for its whole echo (``conn`` checks the bytes)."""
+    got: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def echoed(n: int) -> None:
+        if n and not got.done():
+            got.set_result(None)
+
+    conn.on_echo = echoed
+    conn.send(frame)
+    await within(got)
 
 
 # -- CPU accounting -------------------------------------------------------------------
@@ -357,23 +555,15 @@ async def pumped(conns: list[Conn], frame: bytes, window: int, cfg: Config, cpu_
     return done / wall, usage
 
 
-async def phase_memory(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+async def phase_memory(port: int, pid: int, wire: Wire, cfg: Config) -> dict[str, Any]:
     """RSS growth per idle open connection, on a server that has served one echo."""
-    frame = client_frame(BINARY, b"x" * cfg.small_size)
-    warm = await connect(port, EchoCheck(server_frame(BINARY, b"x" * cfg.small_size)))
-    got: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def echoed(_: int) -> None:
-        if not got.done():
-            got.set_result(None)
-
-    warm.on_echo = echoed
-    warm.send(frame)
-    await within(got)
+    payload = wire.payload(cfg.small_size)
+    warm = await connect(port, wire, EchoCheck(wire.echo(payload)))
+    await echo_once(warm, wire.frame(payload))
     await warm.close()
     await asyncio.sleep(cfg.settle)
     before = rss_kib(pid)
-    conns = await open_many(port, cfg.idle_connections, cfg.open_concurrency, None)
+    conns = await open_many(port, wire, cfg.idle_connections, cfg.open_concurrency, None)
     await asyncio.sleep(cfg.settle)
     after = rss_kib(pid)
     await close_all(conns)
@@ -384,40 +574,37 @@ async def phase_memory(port: int, pid: int, cfg: Config) -> dict[str, Any]:
     }
 
 
-async def phase_pipelined(port: int, pid: int, cfg: Config) -> dict[str, Any]:
-    payload = os.urandom(cfg.small_size)
-    conn = await connect(port, EchoCheck(server_frame(BINARY, payload)))
-    rate, cpu = await pumped([conn], client_frame(BINARY, payload), cfg.pipeline_window, cfg, pid)
+async def phase_one_conn(port: int, pid: int, wire: Wire, cfg: Config, *, size: int,
+                         window: int) -> dict[str, Any]:
+    """Messages of ``size`` bytes on one connection, ``window`` of them in flight."""
+    payload = wire.payload(size)
+    conn = await connect(port, wire, EchoCheck(wire.echo(payload)))
+    rate, cpu = await pumped([conn], wire.frame(payload), window, cfg, pid)
     await conn.close()
-    return {"ops_per_s": rate, "cpu": cpu}
+    return {"ops_per_s": rate, "mib_per_s": rate * size / 2**20, "cpu": cpu}
 
 
-async def phase_many(port: int, pid: int, cfg: Config) -> dict[str, Any]:
-    payload = os.urandom(cfg.small_size)
-    echo = server_frame(BINARY, payload)
-    conns = await open_many(port, cfg.connections, cfg.open_concurrency, echo)
-    frame = client_frame(BINARY, payload)
-    rate, cpu = await pumped(conns, frame, cfg.per_connection_window, cfg, pid)
+async def phase_many(port: int, pid: int, wire: Wire, cfg: Config) -> dict[str, Any]:
+    payload = wire.payload(cfg.small_size)
+    conns = await open_many(port, wire, cfg.connections, cfg.open_concurrency,
+                            wire.echo(payload))
+    rate, cpu = await pumped(conns, wire.frame(payload), cfg.per_connection_window, cfg, pid)
     await close_all(conns)
     return {"ops_per_s": rate, "cpu": cpu}
 
 
-async def phase_large(port: int, pid: int, cfg: Config) -> dict[str, Any]:
-    payload = os.urandom(cfg.large_size)
-    conn = await connect(port, EchoCheck(server_frame(BINARY, payload)))
-    rate, cpu = await pumped([conn], client_frame(BINARY, payload), cfg.large_window, cfg, pid)
-    await conn.close()
-    return {"ops_per_s": rate, "mib_per_s": rate * cfg.large_size / 2**20, "cpu": cpu}
-
-
-async def phase_handshakes(port: int, pid: int, cfg: Config) -> dict[str, Any]:
-    """Open-and-close cycles per second, ``handshake_workers`` running side by side."""
+async def phase_handshakes(port: int, pid: int, wire: Wire, cfg: Config) -> dict[str, Any]:
+    """Cycles of open, echo one small message, close per second, ``handshake_workers``
+    running side by side."""
+    payload = wire.payload(cfg.small_size)
+    frame, echo = wire.frame(payload), wire.echo(payload)
     done = [0]
     deadline = time.perf_counter() + cfg.warmup + cfg.duration
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
-            conn = await connect(port)
+            conn = await connect(port, wire, EchoCheck(echo))
+            await echo_once(conn, frame)
             await conn.close()
             done[0] += 1
 
@@ -435,15 +622,15 @@ async def phase_handshakes(port: int, pid: int, cfg: Config) -> dict[str, Any]:
     return {"ops_per_s": count / wall, "cpu": usage}
 
 
-def phase_latency(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+def phase_latency(port: int, pid: int, wire: Wire, cfg: Config) -> dict[str, Any]:
     """Round-trip times, one message at a time, on a blocking socket (no event loop)."""
-    payload = os.urandom(cfg.small_size)
-    frame, echo = client_frame(BINARY, payload), server_frame(BINARY, payload)
+    payload = wire.payload(cfg.small_size)
+    frame, echo = wire.frame(payload), wire.echo(payload)
     buf = bytearray(len(echo))
     view = memoryview(buf)
     with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _blocking_handshake(sock, port)
+        _blocking_handshake(sock, wire.handshake(port))
         warmup = max(100, cfg.latency_rounds // 10)
         deadline = time.perf_counter() + TIMEOUT
         cpu: Cpu | None = None
@@ -466,10 +653,7 @@ def phase_latency(port: int, pid: int, cfg: Config) -> dict[str, Any]:
                 raise BenchError("latency phase exceeded its time limit")
         assert cpu is not None
         wall, usage = time.perf_counter() - cpu.start[0], cpu.percent()
-        sock.sendall(client_frame(CLOSE, CLOSE_PAYLOAD))
-        with contextlib.suppress(OSError):
-            while sock.recv(65536):
-                pass
+        _blocking_close(sock, wire)
     measured = sorted(times[warmup:])
     return {
         "p50_us": statistics.median(measured) / 1000,
@@ -479,28 +663,43 @@ def phase_latency(port: int, pid: int, cfg: Config) -> dict[str, Any]:
     }
 
 
-def _blocking_handshake(sock: socket.socket, port: int) -> None:
-    request, accept = handshake_request(port)
-    sock.sendall(request)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = sock.recv(4096)
-        if not data or len(head) > 16384:
-            raise BenchError("bad handshake answer")
-        head += data
-    end = head.index(b"\r\n\r\n")
-    if head[end + 4 :]:
+def _blocking_handshake(sock: socket.socket, handshake: Handshake) -> None:
+    sock.sendall(handshake.request)
+    data = bytearray()
+    while (end := handshake.complete(data)) is None:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise BenchError("closed during the handshake")
+        data += chunk
+    if data[end:]:
         raise BenchError("unexpected data after the handshake answer")
-    check_response(head[:end], accept)
 
 
-async def run_async(port: int, pid: int, cfg: Config) -> dict[str, Any]:
+def _blocking_close(sock: socket.socket, wire: Wire) -> None:
+    """The draft's close, then read to the server's EOF (each read within TIMEOUT)."""
+    if wire.close_request is None:
+        sock.shutdown(socket.SHUT_WR)
+    else:
+        sock.sendall(wire.close_request)
+    tail = bytearray()
+    with contextlib.suppress(OSError):
+        while (chunk := sock.recv(65536)) and len(tail) <= MAX_HEAD:
+            tail += chunk
+    CLOSES["total"] += 1
+    _closed(wire, bytes(tail))
+
+
+async def run_async(port: int, pid: int, wire: Wire, cfg: Config) -> dict[str, Any]:
     return {
-        "memory": await phase_memory(port, pid, cfg),
-        "pipelined": await phase_pipelined(port, pid, cfg),
-        "many": await phase_many(port, pid, cfg),
-        "large": await phase_large(port, pid, cfg),
-        "handshakes": await phase_handshakes(port, pid, cfg),
+        "memory": await phase_memory(port, pid, wire, cfg),
+        "pipelined": await phase_one_conn(port, pid, wire, cfg, size=cfg.small_size,
+                                          window=cfg.pipeline_window),
+        "many": await phase_many(port, pid, wire, cfg),
+        "medium": await phase_one_conn(port, pid, wire, cfg, size=cfg.medium_size,
+                                       window=cfg.medium_window),
+        "large": await phase_one_conn(port, pid, wire, cfg, size=cfg.large_size,
+                                      window=cfg.large_window),
+        "handshakes": await phase_handshakes(port, pid, wire, cfg),
     }
 
 
@@ -509,11 +708,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--server-pid", type=int, required=True)
     parser.add_argument("--config", required=True, help="Config fields as a JSON object")
+    parser.add_argument("--wire", choices=list(WIRES), default="rfc6455",
+                        help="the draft the client speaks (default: rfc6455)")
     args = parser.parse_args()
     cfg = Config(**json.loads(args.config))
-    results = asyncio.run(run_async(args.port, args.server_pid, cfg))
-    results["latency"] = phase_latency(args.port, args.server_pid, cfg)
+    wire = WIRES[args.wire]
+    results = asyncio.run(run_async(args.port, args.server_pid, wire, cfg))
+    results["latency"] = phase_latency(args.port, args.server_pid, wire, cfg)
     results["closes"] = CLOSES
+    results["wire"] = wire.name
+    results["client_cpus"] = sorted(os.sched_getaffinity(0))
     print(json.dumps(results))
 
 
