@@ -16,16 +16,24 @@ from wscompat.drafts import Draft
 __all__ = ["Closed", "Event", "Framer", "Message", "Pong", "State"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
-    """A complete message: ``str`` for text, ``bytes`` for binary."""
+    """A complete message: ``str`` for text, ``bytes`` for binary.
+
+    Slotted and not frozen: one is made per received message, and a frozen dataclass
+    pays for ``object.__setattr__`` on every construction.
+    """
 
     data: str | bytes
 
 
 @dataclass(frozen=True)
 class Pong:
+    """A pong arrived. ``acked`` lists the pings it answers: its own payload and every
+    ping sent before it (filled in by the protocol connection, which keeps the pings)."""
+
     data: bytes
+    acked: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

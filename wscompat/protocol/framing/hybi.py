@@ -21,10 +21,16 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import CLIENT, SERVER, Protocol
 from websockets.protocol import State as WsState
 
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
+
 from wscompat.drafts import Draft
 from wscompat.errors import ProtocolViolation
 from wscompat.protocol.extensions import CORRUPT_DATA_CODE, CorruptCompressedData
 from wscompat.protocol.framing.base import Closed, Event, Framer, Message, Pong, State
+from wscompat.protocol.framing.lengths import hybi_header, hybi_header_bytes
 
 __all__ = ["HybiFramer"]
 
@@ -59,6 +65,25 @@ _STATE = {
 
 
 class HybiFramer(Framer):
+    """Frames of hybi-07, hybi-08 and RFC 6455, in and out.
+
+    Theory of operation: received bytes are cut into whole frames here, with the one
+    length parser of :mod:`.lengths`. The common frame (a single unfragmented text or
+    binary frame, masked as the side requires, within the size limits, on a connection
+    without extensions) is decoded on the spot: unmasked with websockets' C helper and,
+    for text, decoded as UTF-8. Every other frame (control frames, fragments, frames
+    with reserved bits, compressed frames, anything malformed) goes whole to the
+    ``websockets`` protocol, which applies every rule of RFC 6455 to it. Because the
+    protocol only ever receives whole frames, it is always at a frame boundary when the
+    fast path takes over again. A frame whose header already breaks a rule (a reserved
+    opcode, wrong masking, a length over the limit) is handed over at once, so the
+    protocol fails the connection as early as it would on its own.
+
+    Sending is symmetric: a server's data frames are serialized here while the
+    connection is open and has no extensions; pings, pongs, closes and compressed or
+    masked frames come from the protocol. Both land in one ordered output list.
+    """
+
     def __init__(
         self,
         draft: Draft = Draft.RFC6455,
@@ -73,7 +98,17 @@ class HybiFramer(Framer):
         self._p = _Protocol(side, max_size=(max_message_size, max_frame_size))
         if extensions:
             self._p.extensions = list(extensions)
+        self._plain = not extensions
+        """No extension transforms frames: the fast path may run."""
+        self._serialize = self._plain and not client
+        """Data frames we send need neither a mask nor an extension."""
+        self._mask_bit = 0 if client else 0x80
+        self._max_message = max_message_size
+        self._max_frame = max_frame_size
+        self._limit = _smaller(max_message_size, max_frame_size)
         self.eof_wanted = False
+        self._buf = bytearray()
+        self._out: list[bytes] = []
         self._events: list[Event] = []
         self._parts: list[bytes] = []
         self._text: list[str] | None = None
@@ -86,14 +121,78 @@ class HybiFramer(Framer):
 
     # -- receiving ---------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        if self._p.reader.eof:
+    def receive_data(self, data: bytes | bytearray) -> None:
+        p = self._p
+        if p.reader.eof:
             return
-        self._p.receive_data(data)
+        buf = self._buf
+        buf += data
+        size = len(buf)
+        pos = 0
+        events = self._events
+        while pos < size:
+            header = hybi_header(buf, pos)
+            first = buf[pos]
+            if header is None:
+                if size - pos >= 2 and self._fails_early(first, buf[pos + 1], 0):
+                    pos = self._hand_over(buf, pos, size)
+                break
+            head, length = header
+            end = pos + head + length
+            if end > size:
+                if self._fails_early(first, buf[pos + 1], length):
+                    pos = self._hand_over(buf, pos, size)
+                break
+            if (
+                first in (0x81, 0x82)
+                and buf[pos + 1] & 0x80 == self._mask_bit
+                and self._plain
+                and p.current_size is None
+                and p.state is WsState.OPEN
+                and (self._limit is None or length <= self._limit)
+            ):
+                if self._mask_bit:
+                    payload = apply_mask(buf[pos + head : end], buf[pos + head - 4 : pos + head])
+                else:
+                    payload = bytes(buf[pos + head : end])
+                if first == 0x82:
+                    events.append(Message(payload))
+                    pos = end
+                    continue
+                try:
+                    events.append(Message(payload.decode()))
+                    pos = end
+                    continue
+                except UnicodeDecodeError:
+                    pass  # the slow path reports it (1007), as for any text frame
+            pos = self._hand_over(buf, pos, end)
+        del buf[:pos]
+
+    def _fails_early(self, first: int, second: int, length: int) -> bool:
+        """The protocol rejects this frame from its header alone."""
+        if first & 0x0F not in _OPCODES or second & 0x80 != self._mask_bit:
+            return True
+        p = self._p
+        limit = self._max_message
+        if limit is not None and p.current_size is not None:
+            limit -= p.current_size
+        limit = _smaller(limit, self._max_frame)
+        return limit is not None and length > limit
+
+    def _hand_over(self, buf: bytearray, pos: int, end: int) -> int:
+        """Give ``buf[pos:end]`` (whole frames, or a header the protocol fails on) to
+        the protocol; the offset that was consumed."""
+        self._p.receive_data(bytes(buf[pos:end]))
         self._drain()
+        return end
 
     def receive_eof(self) -> None:
-        self._p.receive_eof()
+        p = self._p
+        if self._buf and not p.reader.eof:
+            # An incomplete frame: the protocol reports the abrupt end (1006) as usual.
+            p.receive_data(bytes(self._buf))
+            self._buf.clear()
+        p.receive_eof()
         self._drain()
 
     def _drain(self) -> None:
@@ -106,6 +205,7 @@ class HybiFramer(Framer):
                 # same read, abort() does nothing: the close must still be reported.
                 self.abort(exc.code, exc.reason)
                 break
+        self._collect()
         self._report_closed()
 
     def _on_frame(self, frame: Frame) -> None:
@@ -158,33 +258,65 @@ class HybiFramer(Framer):
 
     # -- sending -----------------------------------------------------------------------
 
+    def _collect(self) -> None:
+        """Move what the protocol wrote into the one ordered output list."""
+        chunks = self._p.data_to_send()
+        if chunks:
+            if chunks[-1] == b"":
+                self.eof_wanted = True
+                chunks.pop()
+            self._out.extend(chunks)
+
     @property
     def wants_write(self) -> bool:
-        return bool(self._p.writes)
+        return bool(self._out)
 
     def data_to_send(self) -> bytes:
-        chunks = self._p.data_to_send()
-        if chunks and chunks[-1] == b"":
-            self.eof_wanted = True
-        return b"".join(chunks)
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def send_text(self, text: str) -> None:
+        if self._serialize and self._p.state is WsState.OPEN:
+            payload = text.encode()
+            self._out += (hybi_header_bytes(0x81, len(payload)), payload)
+            return
         self._p.send_text(text.encode("utf-8"))
+        self._collect()
 
     def send_binary(self, data: bytes) -> None:
+        if self._serialize and self._p.state is WsState.OPEN:
+            self._out += (hybi_header_bytes(0x82, len(data)), data)
+            return
         self._p.send_binary(data)
+        self._collect()
 
     def send_ping(self, data: bytes) -> None:
         self._p.send_ping(data)
+        self._collect()
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
         self._p.send_close(code, reason)
+        self._collect()
 
     def abort(self, code: int, reason: str) -> None:
         if self._p.state is WsState.CLOSED or self._p.eof_sent:
             return
         self._p.fail(code, _truncate(reason))
+        self._collect()
         self._report_closed()
+
+
+_OPCODES = frozenset(int(op) for op in Opcode)
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    """The tighter of two optional limits."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _truncate(reason: str) -> str:
