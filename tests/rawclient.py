@@ -37,12 +37,41 @@ async def read_to_eof(stream: trio.abc.Stream, limit: int = 1 << 22) -> bytes:
     return data
 
 
-async def open_rfc6455(port: int) -> trio.SocketStream:
+class RawPeer(trio.abc.HalfCloseableStream):
+    """A raw TCP stream whose first reads return what came after the 101: the server
+    may write frames in the same segment as its answer."""
+
+    def __init__(self, stream: trio.SocketStream, leftover: bytes) -> None:
+        self.socket = stream.socket
+        self._stream = stream
+        self._leftover = leftover
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._leftover:
+            data, self._leftover = self._leftover, b""
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def open_rfc6455(port: int) -> RawPeer:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(UPGRADE13)
-    head = await read_until(stream, b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return stream
+    data = await read_until(stream, b"\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 101 "), data
+    _, _, leftover = data.partition(b"\r\n\r\n")
+    return RawPeer(stream, leftover)
 
 
 def close_code(data: bytes) -> int | None:

@@ -13,10 +13,10 @@ from wscompat.drafts import Draft
 from wscompat.trio.client import connect
 
 from .conftest import Starter
-from .rawclient import UPGRADE13, client_frame, open_rfc6455
+from .rawclient import UPGRADE13, RawPeer, client_frame, open_rfc6455
 
 
-def reset(stream: trio.SocketStream) -> None:
+def reset(stream: trio.SocketStream | RawPeer) -> None:
     """Close with RST instead of FIN: what a crashed client or a dropped NAT looks like."""
     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     stream.socket.close()

@@ -11,15 +11,18 @@ import trio
 import trio.testing
 
 from wscompat.drafts import Draft
+from wscompat.protocol.connection import Established
 from wscompat.protocol.framing import HixieFramer
 from wscompat.protocol.http import Headers, Request
-from wscompat.trio.connection import Connection
+from wscompat.trio.connection import Connection, IOSettings
+from wscompat.trio.transport import Transport
 
 
 async def test_close_reply_is_written_before_eof() -> None:
     client, server = trio.testing.lockstep_stream_pair()
     request = Request("GET", "/", "1.1", Headers([("Host", "example.com")]))
-    ws = Connection(server, HixieFramer(Draft.HIXIE76), request, close_timeout=0.2)
+    ws = Connection(Transport(server), Established(HixieFramer(Draft.HIXIE76)), request,
+                    settings=IOSettings(close_timeout=0.2))
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ws.run_reader)

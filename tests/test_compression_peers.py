@@ -276,7 +276,7 @@ async def test_the_connection_log_names_the_extension(
     start_server: Starter, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await start_server()
-    with caplog.at_level(logging.INFO, "wscompat.trio.server"):
+    with caplog.at_level(logging.INFO, "wscompat.server"):
         for factories in ([ClientPerMessageDeflateFactory(client_no_context_takeover=True)],
                           [ClientDeflateFrameFactory()], []):
             with trio.fail_after(10):

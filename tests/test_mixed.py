@@ -37,6 +37,7 @@ HIXIE75_HEAD = (b"GET / HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\
 
 async def misbehaving(port: int, kind: str) -> bytes:
     """Peers of each generation that break their draft's rules; returns what they got."""
+    stream: trio.abc.HalfCloseableStream
     if kind == "hybi-unmasked":
         stream = await open_rfc6455(port)
         await stream.send_all(client_frame(1, b"x", masked=False))

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected, ProtocolViolation
-from wscompat.options import ServerOptions, make_framer
+from wscompat.options import ServerOptions
+from wscompat.protocol.connection import make_framer
 from wscompat.protocol.framing import Closed, Event, Framer, HixieFramer, HybiFramer, Message, Pong
 from wscompat.protocol.handshake import (
     HandshakeSettings,
@@ -684,7 +685,7 @@ def test_compressing_hybi_framer_only_documented_outcomes(
     hs.receive_data(offer.request())
     hs.accept()
     assert hs.accepted is not None and hs.accepted.negotiated
-    framer = make_framer(Draft.RFC6455, ServerOptions(max_message_size=4096),
+    framer = make_framer(Draft.RFC6455, ServerOptions(max_message_size=4096).settings,
                          hs.accepted.negotiated)
     wire = b"".join(client_frame(op, payload, fin=fin, rsv=0x40 if rsv1 else 0)
                     for op, fin, rsv1, payload in frames)

@@ -43,7 +43,7 @@ async def test_origin_policy_on_every_draft(
             await ws.send("in")
             assert await ws.receive() == "in"
         return
-    with caplog.at_level(logging.INFO, "wscompat.trio.server"), pytest.raises(
+    with caplog.at_level(logging.INFO, "wscompat.server"), pytest.raises(
         HandshakeRejected
     ) as info:
         async with connect(url, draft=draft, origin=origin):
@@ -165,13 +165,13 @@ async def test_payloads_are_logged_only_when_asked(
                 await ws.send("top secret payload")
                 await ws.receive()
         logged = " ".join(r.getMessage() for r in caplog.records
-                          if r.name == "wscompat.trio.connection")
+                          if r.name == "wscompat.connection")
         assert ("top secret payload" in logged) is log_payloads
 
 
 async def test_connection_log_line(start_server: Starter, caplog: pytest.LogCaptureFixture) -> None:
     server = await start_server()
-    with caplog.at_level(logging.INFO, "wscompat.trio.server"):
+    with caplog.at_level(logging.INFO, "wscompat.server"):
         async with connect(f"ws://127.0.0.1:{server.port}/room?id=7", draft=Draft.HIXIE76,
                            origin="http://site.example") as ws:
             await ws.send("12345")

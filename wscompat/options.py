@@ -7,32 +7,20 @@ so a limit cannot exist in one and be missing from another.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
-from websockets.extensions import Extension
-
 from wscompat.drafts import ALL_DRAFTS, Draft
+from wscompat.protocol.connection import ConnectionSettings, SelectSubprotocol, UpgradeRequest
 from wscompat.protocol.extensions import CompressionMode, CompressionSettings
-from wscompat.protocol.framing import Framer, HixieFramer, HybiFramer
 from wscompat.protocol.handshake import HandshakeSettings
-from wscompat.protocol.http import Request, RequestView
 from wscompat.protocol.policy import DEFAULT_POLICY
 
 if TYPE_CHECKING:  # the core only names the type; the I/O layer uses it
     import ssl
 
-__all__ = ["Rejection", "ServerOptions", "UpgradeRequest", "choose_subprotocol", "make_framer"]
-
-
-@dataclass(frozen=True)
-class UpgradeRequest(RequestView):
-    """What the application sees of a handshake before deciding on it."""
-
-    request: Request
-    draft: Draft
-    remote: tuple[str, int] | None
-    offered_subprotocols: tuple[str, ...]
+__all__ = ["Rejection", "ServerOptions", "UpgradeRequest"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +32,6 @@ class Rejection:
 
 
 ProcessRequest = Callable[[UpgradeRequest], "Rejection | Awaitable[Rejection | None] | None"]
-SelectSubprotocol = Callable[[UpgradeRequest, Sequence[str]], str | None]
 
 
 @dataclass(frozen=True)
@@ -75,6 +62,8 @@ class ServerOptions:
     """Seconds to wait for the peer's side of the closing handshake."""
     read_size: int = 65536
     """Bytes asked of the socket per read."""
+    write_limit: int = 65536
+    """Bytes queued to send before ``send()`` waits for the peer to read (backpressure)."""
     max_connections: int | None = 10000
     """Connections served at once, handshakes included (503 above)."""
     idle_timeout: float | None = None
@@ -130,24 +119,42 @@ class ServerOptions:
     policy: str = field(default=DEFAULT_POLICY, repr=False)
     """Flash socket policy XML answered to ``<policy-file-request/>``."""
 
-    def handshake_settings(self, *, secure: bool = False) -> HandshakeSettings:
-        """Handshake settings; ``secure`` when this connection came over TLS."""
-        return HandshakeSettings(
+    def __post_init__(self) -> None:
+        self.settings  # noqa: B018  (a bad value fails here, once, not per connection)
+
+    @cached_property
+    def settings(self) -> ConnectionSettings:
+        """What each connection needs, built once per server and shared by all of them."""
+        handshake = HandshakeSettings(
             drafts=self.drafts,
             max_head_size=self.max_head_size,
             max_headers=self.max_headers,
-            secure=self.secure or secure,
+            secure=self.secure,
             allow_missing_origin=self.allow_missing_origin,
             origins=None if self.origins is None else tuple(self.origins),
             hixie76_early_head=self.hixie76_early_head,
             policy=self.policy,
             compression=self.compression_settings(),
         )
+        return ConnectionSettings(
+            handshake=handshake,
+            handshake_secure=replace(handshake, secure=True),
+            max_message_size=self.max_message_size,
+            max_frame_size=self.max_frame_size,
+            hixie_binary=self.hixie_binary,
+            subprotocols=None if self.subprotocols is None else frozenset(self.subprotocols),
+            select_subprotocol=self.select_subprotocol,
+        )
 
-    def __post_init__(self) -> None:
-        self.compression_settings()  # a bad compression value fails here, not per connection
+    def handshake_settings(self, *, secure: bool = False) -> HandshakeSettings:
+        """Handshake settings; ``secure`` when this connection came over TLS."""
+        return self.settings.handshake_secure if secure else self.settings.handshake
 
     def compression_settings(self) -> CompressionSettings:
+        return self._compression
+
+    @cached_property
+    def _compression(self) -> CompressionSettings:
         return CompressionSettings(
             self.compression,
             min_size=self.compress_min_size,
@@ -159,35 +166,3 @@ class ServerOptions:
     @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
-
-
-def make_framer(
-    draft: Draft, options: ServerOptions, extensions: Sequence[Extension] = ()
-) -> Framer:
-    """The framer for a freshly opened connection of ``draft``, running the extensions
-    its handshake agreed on (``Accepted.negotiated``)."""
-    if draft in (Draft.HIXIE75, Draft.HIXIE76):
-        return HixieFramer(
-            draft, max_message_size=options.max_message_size, binary=options.hixie_binary
-        )
-    return HybiFramer(
-        draft, max_message_size=options.max_message_size, max_frame_size=options.max_frame_size,
-        extensions=list(extensions),
-    )
-
-
-def choose_subprotocol(upgrade: UpgradeRequest, options: ServerOptions) -> str | None:
-    """The subprotocol to answer with: the callback's choice, else the first one in the
-    client's list that ``subprotocols`` contains, else none."""
-    offered = upgrade.offered_subprotocols
-    if not offered:
-        return None
-    if options.select_subprotocol is not None:
-        chosen = options.select_subprotocol(upgrade, offered)
-        if chosen is not None and chosen not in offered:
-            raise ValueError(f"select_subprotocol chose {chosen!r}, which was not offered")
-        return chosen
-    if options.subprotocols is None:
-        return None
-    supported = set(options.subprotocols)
-    return next((p for p in offered if p in supported), None)

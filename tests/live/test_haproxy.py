@@ -261,7 +261,7 @@ async def test_haproxy_strips_upgrade_from_perl_hybi00_request(
     """Perl's hybi-00 request has Content-Length: 8, so haproxy forwards key3 as a body
     and removes ``Upgrade``; wscompat then refuses a request that is no longer an upgrade."""
     await require_perl_websocket()
-    caplog.set_level(logging.INFO, logger="wscompat.trio.server")
+    caplog.set_level(logging.INFO, logger="wscompat.server")
     recorder = Recorder()
     with trio.fail_after(TEST_TIMEOUT):
         server = await start_server(recorder.handler)

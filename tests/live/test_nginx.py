@@ -363,7 +363,7 @@ async def test_hixie76_without_early_head_is_stuck_behind_nginx(
     through nginx, even though the client sends head and key3 in one write. Nothing comes
     back; once ``handshake_timeout`` closes the backend connection, nginx answers 502,
     then reads the key3 it held as the next pipelined request and answers that with 400."""
-    caplog.set_level("INFO", logger="wscompat.trio.server")
+    caplog.set_level("INFO", logger="wscompat.server")
     recorder = Recorder()
     with trio.fail_after(TEST_TIMEOUT):
         server = await start_server(

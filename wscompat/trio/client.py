@@ -16,11 +16,11 @@ import trio
 from websockets.extensions import ClientExtensionFactory
 
 from wscompat.drafts import Draft
-from wscompat.errors import HandshakeRejected
-from wscompat.protocol.framing import Framer, HixieFramer, HybiFramer
+from wscompat.protocol.connection import ClientConnection, ConnectionSettings
 from wscompat.protocol.handshake.client import ClientHandshake
 from wscompat.protocol.http import Headers, Request
-from wscompat.trio.connection import Connection
+from wscompat.trio.connection import Connection, IOSettings
+from wscompat.trio.transport import Transport
 
 __all__ = ["connect", "open_stream"]
 
@@ -72,38 +72,36 @@ async def connect(
     answer is one the draft's clients would fail).
     """
     host, port, resource, secure = _split(url)
-    handshake = ClientHandshake(
-        draft, host, resource, port=port, secure=secure, origin=origin,
-        subprotocols=subprotocols, extra_headers=extra_headers, extensions=extensions,
+    proto = ClientConnection(
+        ClientHandshake(
+            draft, host, resource, port=port, secure=secure, origin=origin,
+            subprotocols=subprotocols, extra_headers=extra_headers, extensions=extensions,
+        ),
+        ConnectionSettings(max_message_size=max_message_size),
     )
     with trio.fail_after(open_timeout):
-        stream = await open_stream(host, port, secure=secure, ssl_context=ssl_context)
+        transport = Transport(
+            await open_stream(host, port, secure=secure, ssl_context=ssl_context)
+        )
         try:
-            request = handshake.request()
-            await stream.send_all(request)
-            result = None
-            while result is None:
-                data = await stream.receive_some(65536)
+            request = proto.request()
+            await transport.send_all(request)
+            while proto.framer is None:
+                data = await transport.receive(65536)
                 if not data:
-                    raise HandshakeRejected(0, "connection closed during the handshake")
-                result = handshake.receive_data(bytes(data))
+                    proto.receive_eof()  # raises HandshakeRejected
+                proto.receive_data(data)
         except BaseException:
-            await trio.aclose_forcefully(stream)
+            await transport.aclose()
             raise
-    framer: Framer
-    if draft in (Draft.HIXIE75, Draft.HIXIE76):
-        framer = HixieFramer(draft, max_message_size=max_message_size)
-    else:
-        framer = HybiFramer(draft, max_message_size=max_message_size, client=True,
-                            extensions=list(result.extensions))
+    result = proto.result
+    assert result is not None
     sent = Request("GET", resource, "1.1", Headers(_request_headers(request)))
     ws = Connection(
-        stream, framer, sent, subprotocol=result.subprotocol, remote=(host, port),
+        transport, proto, sent, subprotocol=result.subprotocol, remote=(host, port),
         extensions=result.headers.joined("Sec-WebSocket-Extensions"),
-        max_queue=max_queue, close_timeout=close_timeout,
+        settings=IOSettings(max_queue=max_queue, close_timeout=close_timeout),
     )
-    if result.leftover:
-        framer.receive_data(result.leftover)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws.run_reader)
         try:
@@ -111,7 +109,8 @@ async def connect(
         finally:
             with trio.CancelScope(shield=True):
                 await ws.close()
-            await trio.aclose_forcefully(stream)
+                await ws.wait_reader(close_timeout)
+            await transport.aclose()
 
 
 def _request_headers(request: bytes) -> list[tuple[str, str]]:

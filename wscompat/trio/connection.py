@@ -1,14 +1,38 @@
 """The draft-independent connection object the application talks to (trio I/O layer).
 
-Theory of operation: one reader task owns the receiving side of the stream. It feeds
-bytes to the connection's sans-I/O framer, writes whatever the framer wants written
-(pongs, close replies), and puts complete messages on a bounded queue that
-:meth:`Connection.receive` takes from. When the queue is full the reader stops reading,
-so a slow application pushes back on its peer through TCP instead of buffering without
-limit. Writes from the application and from the reader share one lock, so frames never
-interleave. The reader stops at the framer's ``Closed`` event; :meth:`Connection.close`
-starts the draft's closing handshake and waits a bounded time for it. If the reader is
-gone (cancelled at shutdown), ``close`` reads the peer's answer itself.
+Theory of operation. A :class:`Connection` drives one sans-I/O protocol connection
+(:mod:`wscompat.protocol.connection`) over one :class:`~.transport.Transport`. Two
+tasks touch it: a reader, which owns the receiving side, and the application's task.
+
+*Receiving.* The reader reads, feeds the protocol, and appends the messages it yields
+to a queue. :meth:`Connection.receive` takes from that queue **without yielding to the
+scheduler** while it holds messages; only an empty queue parks the caller, and the
+reader wakes it. Reading pauses while ``max_queue`` messages wait (one read's worth
+may come on top), so a slow application pushes back through TCP.
+
+*Sending.* :meth:`Connection.send` hands the message to the framer. When more received
+messages are already waiting, the application is in a burst: the frame stays queued
+and goes out with the others in one write, at the latest when the application next
+waits for a message, or at the server's next scheduler pass (the :class:`Flusher`),
+whichever comes first. Otherwise it is written at once, without a wait when the
+kernel has room. A send that finds more than ``write_limit`` bytes still queued waits
+until the peer has read them: backpressure by bytes, not a syscall per message.
+
+*Fairness.* A connection that never has to wait would never let others run, so every
+``FAIR_RUN`` calls of receive() and send() that did not wait include one checkpoint,
+and the reader checkpoints after every read that filled its buffer. One connection
+thus holds the event loop for at most ``FAIR_RUN`` application steps or one
+``read_size`` read before others are served.
+
+*Cancellation.* A caller that waits (an empty queue, a full write buffer, a ping)
+waits at a trio checkpoint and is cancelled there at once; a call that need not wait
+does not check, and the fairness checkpoint bounds how long a cancelled handler that
+never waits keeps running.
+
+*Closing.* :meth:`close` sends the draft's close and waits, within ``close_timeout``,
+for the reader to see the peer's answer (or reads it itself when the reader is gone).
+The reader then half-closes and drains until the peer's FIN, so that unread input
+does not make the kernel reset the connection under the close frame.
 """
 
 from __future__ import annotations
@@ -16,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -29,20 +54,29 @@ from wscompat.errors import (
     UnsupportedByDraft,
     closed_error,
 )
-from wscompat.protocol.framing import Closed, Event, Framer, Message, Pong, State
+from wscompat.protocol.connection import ClientConnection, Established, ServerConnection
+from wscompat.protocol.framing import Closed, Event, Message, Pong, State
 from wscompat.protocol.http import Request, RequestView
+from wscompat.trio.transport import Transport
 
-__all__ = ["Connection", "ConnectionStats"]
+__all__ = ["FAIR_RUN", "Connection", "ConnectionStats", "Flusher", "IOSettings"]
 
-logger = logging.getLogger("wscompat.trio.connection")
+logger = logging.getLogger("wscompat.connection")
 
 Data = str | bytes
+FAIR_RUN = 256
+"""receive()/send() calls that need not wait between two checkpoints of a connection."""
 
 
-@dataclass
-class _Ping:
-    event: trio.Event
-    answered: bool = False
+@dataclass(frozen=True)
+class IOSettings:
+    """The I/O layer's share of the server options, built once per server."""
+
+    max_queue: int = 16
+    close_timeout: float = 5.0
+    read_size: int = 65536
+    write_limit: int = 65536
+    log_payloads: bool = False
 
 
 @dataclass
@@ -50,6 +84,56 @@ class ConnectionStats:
     bytes_in: int = 0
     bytes_out: int = 0
     closed_by: str = ""
+
+
+class _Parked:
+    """Tasks waiting for one condition, woken all at once; no object per wait."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self) -> None:
+        self.tasks: list[trio.lowlevel.Task] = []
+
+    async def wait(self) -> None:
+        task = trio.lowlevel.current_task()
+        self.tasks.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.tasks.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        tasks, self.tasks = self.tasks, []
+        for task in tasks:
+            trio.lowlevel.reschedule(task)
+
+
+class Flusher:
+    """Writes, at the next scheduler pass, what connections queued during a burst.
+
+    One per server: a connection whose application sent while more messages were
+    waiting registers here once; if the application then waits on anything but
+    receive(), its frames still leave within one pass of the scheduler.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._dirty: list[Connection] = []
+        self._parked = _Parked()
+
+    def schedule(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        self._parked.wake()
+
+    async def run(self) -> None:
+        while True:
+            if not self._dirty:
+                await self._parked.wait()
+            dirty, self._dirty = self._dirty, []
+            for conn in dirty:
+                conn._deferred_flush(self._nursery)
 
 
 class Connection(RequestView):
@@ -61,64 +145,72 @@ class Connection(RequestView):
 
     def __init__(
         self,
-        stream: trio.abc.Stream,
-        framer: Framer,
+        transport: Transport,
+        protocol: ServerConnection | ClientConnection | Established,
         request: Request,
         *,
         subprotocol: str | None = None,
         extensions: str | None = None,
         remote: tuple[str, int] | None = None,
-        max_queue: int = 16,
-        close_timeout: float = 5.0,
-        read_size: int = 65536,
-        leftover: bytes = b"",
-        log_payloads: bool = False,
+        settings: IOSettings = IOSettings(),
+        flusher: Flusher | None = None,
     ) -> None:
-        self._stream = stream
-        self._framer = framer
+        self._transport = transport
+        self._proto = protocol
+        assert protocol.framer is not None, "the handshake must be complete"
+        self._draft: Draft = protocol.framer.draft
         self.request = request
         self.subprotocol = subprotocol
         self.extensions = extensions
         self.remote = remote
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
         self.stats = ConnectionStats()
-        self._close_timeout = close_timeout
-        self._read_size = read_size
-        self._send_ch, self._recv_ch = trio.open_memory_channel[Data](max_queue)
-        self._write_lock = trio.Lock()
-        self._closed = trio.Event()
-        self._reader_done = trio.Event()
-        self._reader_started = False
-        self._discard = False  # set by close(): the application wants no more messages
+        self._settings = settings
+        self._flusher = flusher
+        self._queue: deque[Data] = deque()
+        self._receivers = _Parked()
+        self._reader_parked = _Parked()
+        self._closers = _Parked()
+        self._writers = _Parked()
+        self._out = bytearray()
+        """Bytes taken from the framer that the transport has not taken yet."""
+        self._writing = False
+        self._flush_scheduled = False
         self._eof_sent = False
-        self._pings: dict[bytes, _Ping] = {}
-        self._log_payloads = log_payloads
+        self._discard = False  # set by close(): the application wants no more messages
+        self._reader = 0  # 0 not started, 1 running, 2 done
+        self._run = 0
+        self._pings: dict[bytes, trio.Event] = {}
         self._last_received = trio.current_time()
-        if leftover:  # bytes that came with the handshake belong to the framer
-            framer.receive_data(leftover)
 
     # -- what the application sees ----------------------------------------------------
 
     @property
     def draft(self) -> Draft:
-        return self._framer.draft
+        return self._draft
 
     @property
     def caps(self) -> Capabilities:
-        return self._framer.draft.caps
+        return self._draft.caps
 
     @property
     def secure(self) -> bool:
         """The connection runs over TLS (terminated here, not at a proxy)."""
-        return isinstance(self._stream, trio.SSLStream)
+        return self._transport.secure
+
+    @property
+    def close_code(self) -> int | None:
+        return self._proto.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._proto.close_reason
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._proto.close_code is not None
 
     def __repr__(self) -> str:
-        return f"<Connection {self.draft} {self.path} {self._framer.state.value}>"
+        return f"<Connection {self.draft} {self.path} {self._proto.state.value}>"
 
     async def receive(self) -> Data:
         """The next message: ``str`` for text, ``bytes`` for binary.
@@ -126,14 +218,32 @@ class Connection(RequestView):
         Messages that arrived before the connection closed are still delivered; after
         them, ConnectionClosed (OK or Error by close code) is raised.
         """
-        try:
-            return await self._recv_ch.receive()
-        except trio.EndOfChannel:
-            raise self._closed_exc() from None
-        except trio.ClosedResourceError:
-            # close() is under way in another task: report how it ends (it is bounded).
-            await self._closed.wait()
-            raise self._closed_exc() from None
+        queue = self._queue
+        if queue:
+            data = queue.popleft()
+            if self._reader_parked.tasks and len(queue) < self._settings.max_queue:
+                self._reader_parked.wake()
+            self._run += 1
+            if self._run >= FAIR_RUN:
+                await self._fair_checkpoint()
+            return data
+        return await self._receive_wait()
+
+    async def _receive_wait(self) -> Data:
+        while not self._queue:
+            # Whatever the burst left queued goes out before this task waits.
+            if self._out or self._proto.wants_write:
+                await self._flush(quiet=True)
+            if self._queue:
+                break
+            if self._proto.close_code is not None or self._reader == 2:
+                raise self._closed_exc()
+            self._run = 0
+            await self._receivers.wait()
+        data = self._queue.popleft()
+        if self._reader_parked.tasks and len(self._queue) < self._settings.max_queue:
+            self._reader_parked.wake()
+        return data
 
     def __aiter__(self) -> AsyncIterator[Data]:
         return self._iterate()
@@ -147,38 +257,52 @@ class Connection(RequestView):
                 return
 
     async def send(self, message: Data | bytearray | memoryview) -> None:
-        """Send one message; returns once it is handed to the transport (backpressure)."""
-        if self._framer.state is not State.OPEN:
+        """Send one message. Returns once it is queued within ``write_limit`` bytes;
+        waits while more than that is waiting for the peer to read (backpressure)."""
+        proto = self._proto
+        if proto.close_code is not None or proto.state is not State.OPEN:
             raise self._closed_exc()
-        if self._log_payloads:
+        if self._settings.log_payloads:
             logger.debug("%s > %s", self.path, _preview(message))
-        if isinstance(message, str):
-            self._framer.send_text(message)
+        if type(message) is str:
+            proto.send_text(message)
         elif isinstance(message, bytes | bytearray | memoryview):
-            self._framer.send_binary(bytes(message))
+            proto.send_binary(bytes(message))
         else:
             raise TypeError(f"can only send str or bytes, not {type(message).__name__}")
-        await self._flush()
+        if self._queue and self._flusher is not None and self._transport.sync:
+            # A burst: this frame leaves with the others in one write.
+            self._out += proto.data_to_send()
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._flusher.schedule(self)
+        else:
+            self._write_now()
+            if proto.close_code is not None:  # the write found the peer gone
+                raise self._closed_exc()
+        if len(self._out) > self._settings.write_limit or (
+            self._out and not self._transport.sync
+        ):
+            await self._flush()
+        self._run += 1
+        if self._run >= FAIR_RUN:
+            await self._fair_checkpoint()
 
     async def ping(self, data: bytes | None = None) -> None:
         """Send a ping and return when its pong arrives (UnsupportedByDraft on hixie)."""
         if not self.caps.ping:
             raise UnsupportedByDraft(f"{self.draft} has no ping frame")
-        if self._framer.state is not State.OPEN:
+        if self._proto.state is not State.OPEN or self.closed:
             raise self._closed_exc()
         payload = os.urandom(4) if data is None else bytes(data)
-        if len(payload) > 125:
-            raise ValueError("a ping carries at most 125 bytes")
-        if payload in self._pings:
-            raise ValueError("a ping with this payload is already waiting for its pong")
-        waiter = self._pings[payload] = _Ping(trio.Event())
+        self._proto.send_ping(payload)
+        answered = self._pings[payload] = trio.Event()
         try:
-            self._framer.send_ping(payload)
             await self._flush()
-            await waiter.event.wait()
+            await answered.wait()
         finally:
             self._pings.pop(payload, None)
-        if not waiter.answered:
+        if self._proto.ping_pending(payload) or self.closed:
             raise self._closed_exc()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -188,22 +312,30 @@ class Connection(RequestView):
         Unread messages are discarded.
         """
         self._discard = True
-        with trio.move_on_after(self._close_timeout):
-            if self._framer.state is State.OPEN:
-                self._framer.send_close(code, reason)
-                await self._flush(quiet=True)
-                await self._handle_events(self._framer.events())
-            # Unblocks a reader waiting on a full queue: its send now fails at once.
-            self._recv_ch.close()
-            await _wait_any(self._closed, self._reader_done)
-            if not self._closed.is_set():
-                await self._read_until_closed()
-        if not self._closed.is_set():
+        self._queue.clear()
+        self._reader_parked.wake()  # a reader paused on a full queue reads the answer
+        with trio.move_on_after(self._settings.close_timeout):
+            if self._proto.state is State.OPEN and not self.closed:
+                self._proto.send_close(code, reason)
+                self._dispatch(self._proto.events())
+            await self._flush(quiet=True)
+            if not self.closed:
+                if self._reader == 1:
+                    await self._closers.wait()
+                if not self.closed:
+                    await self._read_until_closed()
+        if not self.closed:
             # The peer never answered: the connection ended with the code we sent.
             self._finish(code, reason or "closing handshake timed out", by="timeout")
-            await trio.aclose_forcefully(self._stream)
-        elif not self._reader_started or self._reader_done.is_set():
-            await trio.aclose_forcefully(self._stream)
+            await self._transport.aclose()
+        elif self._reader != 1:
+            await self._transport.aclose()
+
+    async def wait_reader(self, timeout: float) -> None:
+        """Wait, at most ``timeout``, for the reader to finish (its drain included)."""
+        with trio.move_on_after(timeout):
+            while self._reader == 1:
+                await self._closers.wait()
 
     async def keepalive(self, interval: float, timeout: float) -> None:
         """Ping every ``interval`` seconds; close with 1011 when a pong is ``timeout`` late."""
@@ -232,154 +364,200 @@ class Connection(RequestView):
 
     async def run_reader(self) -> None:
         """Read until the connection closes; run it beside the application handler."""
-        self._reader_started = True
+        self._reader = 1
         try:
-            # Frames that came with the handshake are in the framer already: deliver
-            # them now rather than after the next read, which may never come.
-            await self._flush(quiet=True)
-            await self._handle_events(self._framer.events(), deliver=True)
-            while not self._closed.is_set():
-                if not await self._read_once(deliver=True):
-                    break
-            await self._linger()
+            await self._read_loop()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._finish(1006, "connection lost", by="peer")
+        except Exception:
+            logger.exception("%s reader failed", self.path)
+            self._finish(1011, "internal error", by="local")
         finally:
-            # EOF and broken streams reach the framer, which reports them; a cancelled
-            # reader leaves the connection open for close() to finish the handshake.
-            self._reader_done.set()
+            # A cancelled reader leaves the connection open for close() to finish it.
+            self._reader = 2
+            self._receivers.wake()
+            self._closers.wake()
 
-    async def _read_once(self, *, deliver: bool) -> bool:
+    async def _read_loop(self) -> None:
+        # Frames that came with the handshake are in the framer already: deliver
+        # them now rather than after the next read, which may never come.
+        self._dispatch(self._proto.events())
+        await self._flush(quiet=True)
+        drained = True
+        size = self._settings.read_size
+        while not self.closed:
+            if len(self._queue) >= self._settings.max_queue and not self._discard:
+                await self._reader_parked.wait()
+                continue
+            data = await self._read(size, wait_first=drained)
+            if data is None:
+                break
+            if len(data) == size:
+                drained = False
+                await trio.lowlevel.checkpoint()  # more is waiting: let others run first
+            else:
+                drained = True
+        await self._linger()
+
+    async def _read(self, size: int, *, wait_first: bool) -> bytes | None:
+        """One read fed to the protocol, its events handled; None when it was the EOF."""
         try:
-            data = await self._stream.receive_some(self._read_size)
+            data = await self._transport.receive(size, wait_first=wait_first)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
-        self.stats.bytes_in += len(data)
+        proto = self._proto
         if data:
+            self.stats.bytes_in += len(data)
             self._last_received = trio.current_time()
-            self._framer.receive_data(bytes(data))
+            proto.receive_data(data)
         else:
-            self._framer.receive_eof()
-        # A peer that vanished while a pong or close reply was written ends only its own
-        # connection: _flush records 1006 and the reader stops below.
-        await self._flush(quiet=True)
-        await self._handle_events(self._framer.events(), deliver=deliver)
-        return bool(data)
+            proto.receive_eof()
+        self._dispatch(proto.events())
+        if proto.wants_write or proto.eof_wanted:
+            # A peer that vanished while a pong or close reply was written ends only
+            # its own connection: _flush records 1006.
+            await self._flush(quiet=True)
+        return data or None
 
     async def _read_until_closed(self) -> None:
-        while not self._closed.is_set() and await self._read_once(deliver=False):
+        while not self.closed and await self._read(self._settings.read_size, wait_first=False):
             pass
 
     async def _linger(self) -> None:
-        """After the close, half-close and drain until the peer's FIN (bounded).
-
-        Closing a socket with unread input makes the kernel send RST, which can destroy
-        the close frame before the peer reads it.
-        """
-        with trio.move_on_after(self._close_timeout):
-            async with self._write_lock:
-                if not self._eof_sent:
-                    self._eof_sent = True
-                    await self._half_close()
+        """After the close, half-close and drain until the peer's FIN (bounded)."""
+        with trio.move_on_after(self._settings.close_timeout):
+            await self._flush(quiet=True)
+            if not self._eof_sent and not self._writing:
+                self._eof_sent = True
+                await self._half_close()
             try:
-                while await self._stream.receive_some(self._read_size):
+                while await self._transport.receive(self._settings.read_size):
                     pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
 
-    async def _handle_events(self, events: list[Event], *, deliver: bool = True) -> None:
+    def _dispatch(self, events: list[Event]) -> None:
+        queue = self._queue
         for event in events:
-            if isinstance(event, Message):
-                if self._log_payloads:
-                    logger.debug("%s < %s", self.path, _preview(event.data))
+            if type(event) is Message:
+                data = event.data
+                if self._settings.log_payloads:
+                    logger.debug("%s < %s", self.path, _preview(data))
                 # Messages that arrived before the peer's close are still delivered.
-                if deliver and not self._discard:
-                    await self._put(event.data)
+                if not self._discard:
+                    queue.append(data)
             elif isinstance(event, Pong):
-                self._on_pong(event.data)
+                for payload in event.acked:
+                    waiter = self._pings.get(payload)
+                    if waiter is not None:
+                        waiter.set()
             elif isinstance(event, Closed):
-                by = "peer" if event.by_peer else "local"
-                self._finish(event.code, event.reason, by=by)
-
-    async def _put(self, data: Data) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send_ch.send(data)
-
-    def _on_pong(self, data: bytes) -> None:
-        """A pong answers its ping and every ping sent before it."""
-        if data not in self._pings:
-            return
-        for payload in list(self._pings):
-            waiter = self._pings.pop(payload)
-            waiter.answered = True
-            waiter.event.set()
-            if payload == data:
-                break
+                self._on_closed()
+        if queue and self._receivers.tasks:
+            self._receivers.wake()
 
     def _finish(self, code: int, reason: str, *, by: str) -> None:
-        if self._closed.is_set():
-            return
-        self.close_code, self.close_reason = code, reason
-        self.stats.closed_by = by
-        self._closed.set()
-        self._send_ch.close()
+        if self._proto.finish(code, reason, by):
+            self._on_closed()
+
+    def _on_closed(self) -> None:
+        self.stats.closed_by = self._proto.closed_by
         for waiter in self._pings.values():
-            waiter.event.set()
-        self._pings.clear()
+            waiter.set()
+        self._receivers.wake()
+        self._closers.wake()
+        self._writers.wake()
 
     # -- writing --------------------------------------------------------------------
 
+    def _write_now(self) -> None:
+        """Write the framer's output, behind any backlog, as far as the kernel takes
+        it without waiting; the rest stays in ``_out``."""
+        data = self._proto.data_to_send()
+        out = self._out
+        if self._writing:  # the task in an async write takes everything in _out
+            out += data
+            return
+        try:
+            if out:
+                out += data
+                written = self._transport.try_send(out)
+                del out[:written]
+            elif data:
+                written = self._transport.try_send(data)
+                if written < len(data):
+                    out += memoryview(data)[written:]
+            else:
+                return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            out.clear()
+            self._finish(1006, "connection lost while writing", by="peer")
+            return
+        self.stats.bytes_out += written
+
+    def _deferred_flush(self, nursery: trio.Nursery) -> None:
+        """The flusher's pass: write what a burst left; a write that cannot finish
+        without waiting gets a task of its own."""
+        self._flush_scheduled = False
+        self._write_now()
+        if self._out and not self._writing and not self.closed:
+            nursery.start_soon(self._flush_task)
+
+    async def _flush_task(self) -> None:
+        await self._flush(quiet=True)
+
     async def _flush(self, *, quiet: bool = False) -> None:
-        """Write what the framer queued, then its EOF if it wants one.
+        """Write everything queued, then the EOF if the framer wants one.
 
         A dead transport ends the connection (1006); ``quiet`` callers (the reader,
         close()) carry on from there, application calls get ConnectionClosed.
         """
-        framer = self._framer
-        if not framer.wants_write and (self._eof_sent or not framer.eof_wanted):
-            return
-        async with self._write_lock:
-            # Loop: while this task was sending, the reader may have queued more (a
-            # close reply), which must go out before the EOF below.
-            while data := framer.data_to_send():
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._finish(1006, "connection lost while writing", by="peer")
-                    if quiet:
-                        return
-                    raise self._closed_exc() from None
+        self._write_now()
+        while self._out or self._writing:
+            if self._writing:
+                await self._writers.wait()
+                continue
+            if self.closed and not self._out:
+                break
+            data = bytes(self._out)
+            self._out.clear()
+            self._writing = True
+            try:
+                await self._transport.send_all(data)
                 self.stats.bytes_out += len(data)
-            if framer.eof_wanted and not self._eof_sent:
-                # The draft's close is complete on our side: the server closes TCP first.
-                self._eof_sent = True
-                await self._half_close()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._finish(1006, "connection lost while writing", by="peer")
+                if quiet:
+                    return
+                raise self._closed_exc() from None
+            finally:
+                self._writing = False
+                self._writers.wake()
+            self._write_now()
+        if self._proto.eof_wanted and not self._eof_sent and not self._writing:
+            # The draft's close is complete on our side: the server closes TCP first.
+            self._eof_sent = True
+            await self._half_close()
 
     async def _half_close(self) -> None:
-        """Send EOF, keeping the read side open to drain; a stream that cannot half-close
-        (TLS) is closed outright. Callers hold the write lock: an EOF must never race
-        another task's send_all."""
-        try:
-            if isinstance(self._stream, trio.abc.HalfCloseableStream):
-                await self._stream.send_eof()
-            else:
-                await self._stream.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        """Send EOF, keeping the read side open to drain; a stream that cannot
+        half-close (TLS) is closed outright. Shielded: the EOF is already marked sent,
+        and a cancellation at trio's checkpoint before the shutdown would lose it."""
+        with trio.CancelScope(shield=True), contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            await self._transport.send_eof()
+
+    async def _fair_checkpoint(self) -> None:
+        self._run = 0
+        if self._out or self._proto.wants_write:
+            await self._flush(quiet=True)
+        await trio.lowlevel.checkpoint()
 
     def _closed_exc(self) -> ConnectionClosed:
         if self.close_code is None:
             return ConnectionClosedError(1006, "connection is closing")
         return closed_error(self.close_code, self.close_reason or "")
-
-
-async def _wait_any(*events: trio.Event) -> None:
-    async with trio.open_nursery() as nursery:
-
-        async def wait(event: trio.Event) -> None:
-            await event.wait()
-            nursery.cancel_scope.cancel()
-
-        for event in events:
-            nursery.start_soon(wait, event)
 
 
 def _preview(data: Data | bytearray | memoryview, limit: int = 64) -> str:
@@ -388,3 +566,4 @@ def _preview(data: Data | bytearray | memoryview, limit: int = 64) -> str:
         return repr(data[:limit]) + ("..." if len(data) > limit else "")
     raw = bytes(data[:limit])
     return f"<{len(data)} bytes> {raw.hex()}" + ("..." if len(data) > limit else "")
+

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from wscompat.drafts import Draft, parse_drafts
-from wscompat.options import ServerOptions, UpgradeRequest, choose_subprotocol, make_framer
-from wscompat.protocol.framing import Closed, Framer, Message
-from wscompat.protocol.handshake import Phase, ServerHandshake
+from wscompat.options import ServerOptions, UpgradeRequest
+from wscompat.protocol.connection import Phase, ServerConnection
+from wscompat.protocol.framing import Message, State
 from wscompat.vectors.expect import Match, match
 
 __all__ = [
@@ -231,70 +231,53 @@ class Result:
 
 
 class _EchoSession:
-    """A whole server connection without I/O: handshake, framer and the echo application."""
+    """A whole server connection without I/O: the protocol connection and the echo
+    application, driven exactly as the trio server drives them."""
 
     def __init__(self, options: ServerOptions) -> None:
-        self.options = options
-        self.handshake = ServerHandshake(options.handshake_settings())
-        self.framer: Framer | None = None
+        self.proto = ServerConnection(options.settings)
         self.out = bytearray()
         self.eof = False
         self.events: list[str | bytes] = []
-        self.close_code: int | None = None
         self.status: int | None = None
+
+    @property
+    def close_code(self) -> int | None:
+        return self.proto.close_code
+
+    @property
+    def opened(self) -> bool:
+        return self.proto.framer is not None
 
     def feed(self, data: bytes) -> None:
         if self.eof:
             return
-        if self.framer is None:
-            self.handshake.receive_data(data)
-            self._advance_handshake()
-        else:
-            self.framer.receive_data(data)
-            self._pump()
+        self.proto.receive_data(data)
+        self._pump()
 
     def feed_eof(self) -> None:
-        if self.framer is not None and not self.eof:
-            self.framer.receive_eof()
+        if self.opened and not self.eof:
+            self.proto.receive_eof()
             self._pump()
         self.eof = True
 
-    def _advance_handshake(self) -> None:
-        hs = self.handshake
-        if hs.phase is Phase.DECIDE:
-            assert hs.request is not None and hs.draft is not None
-            offered = tuple(hs.offered_subprotocols)
-            upgrade = UpgradeRequest(hs.request, hs.draft, None, offered)
-            hs.accept(choose_subprotocol(upgrade, self.options))
-        self.out += hs.data_to_send()
-        if hs.phase is Phase.OPEN:
-            assert hs.accepted is not None
-            self.framer = make_framer(hs.accepted.draft, self.options, hs.accepted.negotiated)
-            if hs.accepted.leftover:
-                self.framer.receive_data(hs.accepted.leftover)
-                self._pump()
-        elif hs.phase in (Phase.CLOSE, Phase.TLS):
-            self.status = hs.rejection.status if hs.rejection else None
-            self.eof = True
-
     def _pump(self) -> None:
-        assert self.framer is not None
-        while True:
-            events = self.framer.events()
-            if not events:
-                break
-            for event in events:
-                if isinstance(event, Message):
-                    self.events.append(event.data)
-                    if self.framer.state.value == "open":
-                        if isinstance(event.data, str):
-                            self.framer.send_text(event.data)
-                        else:
-                            self.framer.send_binary(event.data)
-                elif isinstance(event, Closed):
-                    self.close_code = event.code
-        self.out += self.framer.data_to_send()
-        if self.framer.eof_wanted:
+        proto = self.proto
+        if proto.phase is Phase.DECIDE:
+            proto.accept(proto.choose_subprotocol(proto.upgrade_request()))
+        for event in proto.events():
+            if isinstance(event, Message):
+                self.events.append(event.data)
+                if proto.state is State.OPEN:
+                    if isinstance(event.data, str):
+                        proto.send_text(event.data)
+                    else:
+                        proto.send_binary(event.data)
+        self.out += proto.data_to_send()
+        if proto.phase in (Phase.REFUSED, Phase.TLS):
+            self.status = proto.rejection.status if proto.rejection else None
+            self.eof = True
+        elif proto.eof_wanted:
             self.eof = True
 
 
@@ -409,7 +392,7 @@ def _check_end(vector: Vector, session: _EchoSession) -> Result:
     if "status" in end and session.status != end["status"]:
         return Result(vector, False, f"status {session.status}, expected {end['status']}")
     if "close_code" in end:
-        if session.close_code is None and session.framer is not None and not session.eof:
+        if session.close_code is None and session.opened and not session.eof:
             session.feed_eof()
         if session.close_code != end["close_code"]:
             return Result(

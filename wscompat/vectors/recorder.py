@@ -23,7 +23,7 @@ from wscompat.vectors.recording import Recording
 
 __all__ = ["ConnectionRecorder", "RecordingStream", "recorder_for", "write_vector"]
 
-logger = logging.getLogger("wscompat.vectors.recorder")
+logger = logging.getLogger("wscompat.record")
 
 
 class RecordingStream(trio.abc.HalfCloseableStream):

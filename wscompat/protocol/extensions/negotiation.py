@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from websockets.exceptions import InvalidHeader, NegotiationError
@@ -84,7 +85,13 @@ class CompressionSettings:
             raise ValueError("compress_min_size must not be negative")
 
     def factories(self) -> list[list[ServerExtensionFactory]]:
-        """Server factories in groups of decreasing preference."""
+        """Server factories in groups of decreasing preference, built once: every
+        negotiation of a server uses the same factories (they keep no per-connection
+        state; each accepted offer gets a new extension object)."""
+        return self._factories
+
+    @cached_property
+    def _factories(self) -> list[list[ServerExtensionFactory]]:
         settings = {"level": self.level, "memLevel": self.mem_level}
         groups: list[list[ServerExtensionFactory]] = []
         if self.mode != "off":

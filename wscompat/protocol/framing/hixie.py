@@ -46,84 +46,97 @@ class HixieFramer(Framer):
         self._reset_frame()
 
     def _reset_frame(self) -> None:
-        """Per-frame scan state, so a frame arriving in many reads is scanned once."""
+        """Per-frame scan state, so a frame arriving in many reads is scanned once.
+
+        ``_scan`` is where the search for the end byte resumes, counted from the frame's
+        first byte; the incremental UTF-8 decoder exists only while a text frame is
+        incomplete (a frame that arrives whole is decoded in one call).
+        """
         self._scan = 1
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        self._utf8: codecs.IncrementalDecoder | None = None
 
     # -- receiving ---------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         if self.state is State.CLOSED or self.eof_wanted:
             return
-        self._buf += data
+        buf = self._buf
+        buf += data
+        pos = 0
         try:
-            while self._buf and not self.eof_wanted and self._parse_one():
-                pass
+            while pos < len(buf) and not self.eof_wanted:
+                end = self._parse_one(pos)
+                if end < 0:
+                    break
+                pos = end
         except ProtocolViolation as exc:
             self.abort(exc.code, exc.reason)
+        if pos and buf:  # a close or an abort has already emptied the buffer
+            del buf[:pos]
 
-    def _parse_one(self) -> bool:
-        """Consume one whole frame from the buffer; False when more bytes are needed."""
-        frame_type = self._buf[0]
+    def _parse_one(self, pos: int) -> int:
+        """Consume the frame starting at ``pos``: the offset past it, or -1 when more
+        bytes are needed."""
+        frame_type = self._buf[pos]
         if frame_type & 0x80 == 0:
-            return self._sentinel(frame_type)
-        return self._length_prefixed(frame_type)
+            return self._sentinel(frame_type, pos)
+        return self._length_prefixed(frame_type, pos)
 
-    def _sentinel(self, frame_type: int) -> bool:
-        end = self._buf.find(0xFF, self._scan)
-        stop = len(self._buf) if end < 0 else end
-        over = self._max is not None and stop - 1 > self._max
+    def _sentinel(self, frame_type: int, pos: int) -> int:
+        buf = self._buf
+        end = buf.find(0xFF, pos + self._scan)
+        stop = len(buf) if end < 0 else end
+        over = self._max is not None and stop - pos - 1 > self._max
         if frame_type == 0x00 and self.state is State.OPEN and (end < 0 or over):
             # The bytes before the limit are checked before the limit is, so that an
             # invalid byte there fails the frame (1007) however the input was split.
-            upto = stop if self._max is None else min(stop, 1 + self._max)
-            self._check_utf8(bytes(self._buf[self._scan : upto]))
+            upto = stop if self._max is None else min(stop, pos + 1 + self._max)
+            self._check_utf8(bytes(buf[pos + self._scan : upto]))
         if over:
             if end < 0:
                 raise MessageTooBig(f"frame exceeds {self._max} bytes without an end byte")
             raise MessageTooBig(f"message exceeds {self._max} bytes")
         if end < 0:
-            self._scan = len(self._buf)
-            return False
-        payload = bytes(self._buf[1:end])
-        del self._buf[: end + 1]
-        self._reset_frame()
+            self._scan = len(buf) - pos
+            return -1
         if frame_type == 0x00 and self.state is State.OPEN:
             try:
-                text = payload.decode("utf-8")
+                text = buf[pos + 1 : end].decode()
             except UnicodeDecodeError as exc:
                 raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
             self._events.append(Message(text))
-        return True
+        self._reset_frame()
+        return end + 1
 
     def _check_utf8(self, chunk: bytes) -> None:
         """Fail a text frame as soon as its bytes so far can no longer be UTF-8."""
+        if self._utf8 is None:
+            self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
         try:
             self._utf8.decode(chunk, final=False)
         except UnicodeDecodeError as exc:
             raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
 
-    def _length_prefixed(self, frame_type: int) -> bool:
+    def _length_prefixed(self, frame_type: int, pos: int) -> int:
+        buf = self._buf
         length = 0
-        pos = 1
+        index = pos + 1
         while True:
-            if pos >= len(self._buf):
-                return False
-            b = self._buf[pos]
-            pos += 1
+            if index >= len(buf):
+                return -1
+            b = buf[index]
+            index += 1
             length = length * 128 + (b & 0x7F)
             if self._max is not None and length > self._max:
                 raise MessageTooBig(f"frame length exceeds {self._max} bytes")
             if not b & 0x80:
                 break
         if frame_type == 0xFF and length == 0 and self.draft is Draft.HIXIE76:
-            del self._buf[:pos]
             self._on_close_frame()
-            return True
-        if len(self._buf) < pos + length:
-            return False
-        del self._buf[: pos + length]  # the drafts define no data in these frames
-        return True
+            return index
+        if len(buf) < index + length:
+            return -1
+        return index + length  # the drafts define no data in these frames
 
     def _on_close_frame(self) -> None:
         if self._close_sent:

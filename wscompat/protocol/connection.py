@@ -1,0 +1,443 @@
+"""One WebSocket connection, sans-I/O, from its first byte to its close.
+
+Theory of operation: a :class:`ServerConnection` is fed every byte the socket gives,
+from the first one on. While the handshake runs, bytes go to the
+:class:`~wscompat.protocol.handshake.server.ServerHandshake` (sniff, head, draft
+detection, hixie-76's key3); when the head is valid the connection waits in phase
+``DECIDE`` for the I/O layer to call :meth:`accept` or :meth:`reject` (the I/O layer
+may run an asynchronous ``process_request`` first). Once accepted, the connection
+builds the draft's framer from its :class:`ConnectionSettings`, hands it the bytes
+that came after the handshake, and from then on every byte goes to the framer.
+
+The I/O layer's loop is the same in every phase: ``receive_data`` (or
+``receive_eof``), write :meth:`data_to_send`, close TCP when ``eof_wanted``, and act
+on :meth:`events`. The trio server, the trio client and the offline vector checker
+all drive this object, so no handshake or framing logic exists anywhere else.
+
+The close state is kept here, once: the first ``Closed`` event sets
+:attr:`close_code`, :attr:`close_reason` and :attr:`closed_by`. So is ping
+bookkeeping: :meth:`send_ping` records the payload, and a pong answers its own ping
+and every ping sent before it (``Pong.acked``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from wscompat.drafts import Draft
+from wscompat.errors import HandshakeRejected, ProtocolViolation
+from wscompat.protocol.framing import (
+    Closed,
+    Event,
+    Framer,
+    HixieFramer,
+    HybiFramer,
+    Message,
+    Pong,
+    State,
+)
+from wscompat.protocol.handshake import Accepted, HandshakeSettings, ServerHandshake
+from wscompat.protocol.handshake import Phase as HandshakePhase
+from wscompat.protocol.handshake.client import ClientHandshake, ClientResult
+from wscompat.protocol.http import Request, RequestView
+from wscompat.protocol.sniff import Kind
+
+__all__ = [
+    "ClientConnection",
+    "ConnectionSettings",
+    "Established",
+    "Phase",
+    "ServerConnection",
+    "UpgradeRequest",
+    "make_framer",
+]
+
+
+@dataclass(frozen=True)
+class UpgradeRequest(RequestView):
+    """What the application sees of a handshake before deciding on it."""
+
+    request: Request
+    draft: Draft
+    remote: tuple[str, int] | None
+    offered_subprotocols: tuple[str, ...]
+
+
+SelectSubprotocol = Callable[[UpgradeRequest, Sequence[str]], "str | None"]
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Everything a connection needs from the server's options, built once per server.
+
+    ``handshake_secure`` is the same handshake for connections that came over TLS
+    (hixie locations then say ``wss://``), so neither is rebuilt per connection.
+    """
+
+    handshake: HandshakeSettings = field(default_factory=HandshakeSettings)
+    handshake_secure: HandshakeSettings = field(
+        default_factory=lambda: HandshakeSettings(secure=True)
+    )
+    max_message_size: int | None = 2**20
+    max_frame_size: int | None = None
+    hixie_binary: Literal["error", "base64"] = "error"
+    subprotocols: frozenset[str] | None = None
+    select_subprotocol: SelectSubprotocol | None = None
+
+
+class Phase(enum.Enum):
+    """Where a connection is, from the I/O layer's point of view."""
+
+    HANDSHAKE = "handshake"
+    """Bytes are needed before anything can be decided."""
+    DECIDE = "decide"
+    """A valid upgrade request: call accept() or reject()."""
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    """The closing handshake is over, or the connection failed."""
+    REFUSED = "refused"
+    """Answered without an upgrade (an error, the plain page, the policy file, garbage):
+    write what is pending, then close."""
+    TLS = "tls"
+    """A TLS ClientHello arrived: the I/O layer wraps the stream or closes it."""
+
+
+_FRAMER_PHASE = {State.OPEN: Phase.OPEN, State.CLOSING: Phase.CLOSING, State.CLOSED: Phase.CLOSED}
+
+
+def make_framer(
+    draft: Draft,
+    settings: ConnectionSettings,
+    extensions: Sequence[object] = (),
+    *,
+    client: bool = False,
+) -> Framer:
+    """The framer for a freshly opened connection of ``draft``: the one place a framer
+    is chosen, for servers and clients alike."""
+    if draft is Draft.HIXIE75 or draft is Draft.HIXIE76:
+        return HixieFramer(
+            draft, max_message_size=settings.max_message_size, binary=settings.hixie_binary
+        )
+    return HybiFramer(
+        draft,
+        max_message_size=settings.max_message_size,
+        max_frame_size=settings.max_frame_size,
+        extensions=list(extensions),
+        client=client,
+    )
+
+
+class _Open:
+    """What the two sides share once the framer runs: sending, events, close state."""
+
+    framer: Framer | None
+    draft: Draft | None
+
+    def _init_open(self) -> None:
+        self.framer = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.closed_by: str = ""
+        """``peer``, ``local`` or ``timeout`` (set by the I/O layer), once closed."""
+        self._pings: dict[bytes, None] = {}
+
+    def _open_framer(self, framer: Framer, leftover: bytes) -> None:
+        self.framer = framer
+        if leftover:  # frames that came with the handshake belong to the framer
+            framer.receive_data(leftover)
+
+    def events(self) -> list[Event]:
+        """Events since the last call. A Closed event also sets the close state."""
+        framer = self.framer
+        if framer is None:
+            return []
+        events = framer.events()
+        for index, event in enumerate(events):
+            if type(event) is Message:
+                continue
+            if isinstance(event, Closed):
+                self.finish(event.code, event.reason, "peer" if event.by_peer else "local")
+            elif isinstance(event, Pong):
+                events[index] = Pong(event.data, self._acknowledge(event.data))
+        return events
+
+    def finish(self, code: int, reason: str, by: str) -> bool:
+        """Record how the connection ended, once; True if this call recorded it."""
+        if self.close_code is not None:
+            return False
+        self.close_code, self.close_reason, self.closed_by = code, reason, by
+        self._pings.clear()
+        return True
+
+    def _acknowledge(self, data: bytes) -> tuple[bytes, ...]:
+        if data not in self._pings:
+            return ()
+        acked = []
+        for payload in list(self._pings):
+            del self._pings[payload]
+            acked.append(payload)
+            if payload == data:
+                break
+        return tuple(acked)
+
+    # -- sending, once open -------------------------------------------------------------
+
+    def _framer(self) -> Framer:
+        if self.framer is None:
+            raise ProtocolViolation("the connection is not open")
+        return self.framer
+
+    @property
+    def state(self) -> State:
+        return State.OPEN if self.framer is None else self.framer.state
+
+    def send_text(self, text: str) -> None:
+        self._framer().send_text(text)
+
+    def send_binary(self, data: bytes) -> None:
+        self._framer().send_binary(data)
+
+    def send_ping(self, data: bytes) -> None:
+        """Send a ping (UnsupportedByDraft on hixie); ValueError if one with the same
+        payload is still waiting for its pong."""
+        if len(data) > 125:
+            raise ValueError("a ping carries at most 125 bytes")
+        if data in self._pings:
+            raise ValueError("a ping with this payload is already waiting for its pong")
+        self._framer().send_ping(data)
+        self._pings[data] = None
+
+    def ping_pending(self, data: bytes) -> bool:
+        return data in self._pings
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the draft's closing handshake (hixie-75: ask for TCP to be closed)."""
+        self._framer().send_close(code, reason)
+
+    def abort(self, code: int, reason: str) -> None:
+        if self.framer is not None:
+            self.framer.abort(code, reason)
+
+
+class Established(_Open):
+    """A connection whose handshake happened elsewhere: a framer with the same close
+    state and ping bookkeeping as the others (tests use it; so can a transport that
+    negotiates the upgrade itself)."""
+
+    def __init__(self, framer: Framer) -> None:
+        self._init_open()
+        self.draft = framer.draft
+        self.framer = framer
+
+    @property
+    def phase(self) -> Phase:
+        assert self.framer is not None
+        return _FRAMER_PHASE[self.framer.state]
+
+    @property
+    def eof_wanted(self) -> bool:
+        assert self.framer is not None
+        return self.framer.eof_wanted
+
+    @property
+    def wants_write(self) -> bool:
+        assert self.framer is not None
+        return self.framer.wants_write
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        self._framer().receive_data(data)
+
+    def receive_eof(self) -> None:
+        self._framer().receive_eof()
+
+    def data_to_send(self) -> bytes:
+        return self._framer().data_to_send()
+
+
+class ServerConnection(_Open):
+    """The server side of one connection: handshake, then frames."""
+
+    def __init__(self, settings: ConnectionSettings, *, secure: bool = False) -> None:
+        self.settings = settings
+        self.secure = secure
+        self.handshake = ServerHandshake(
+            settings.handshake_secure if secure else settings.handshake
+        )
+        self.accepted: Accepted | None = None
+        self._head = b""
+        """The end of the handshake (the 101, hixie-76's answer), written before frames."""
+        self._init_open()
+
+    # -- what the I/O layer asks --------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        framer = self.framer
+        if framer is not None:
+            return _FRAMER_PHASE[framer.state]
+        hs = self.handshake.phase
+        if hs is HandshakePhase.DECIDE:
+            return Phase.DECIDE
+        if hs is HandshakePhase.CLOSE:
+            return Phase.REFUSED
+        if hs is HandshakePhase.TLS:
+            return Phase.TLS
+        return Phase.HANDSHAKE
+
+    @property
+    def draft(self) -> Draft | None:  # type: ignore[override]
+        return self.handshake.draft
+
+    @property
+    def request(self) -> Request | None:
+        return self.handshake.request
+
+    @property
+    def kind(self) -> Kind | None:
+        """What the sniffer saw (None before it decided)."""
+        return self.handshake.kind
+
+    @property
+    def rejection(self) -> HandshakeRejected | None:
+        return self.handshake.rejection
+
+    @property
+    def buffered(self) -> bytes:
+        """In phase TLS: the bytes read so far, for the TLS layer to read again."""
+        return self.handshake.buffered
+
+    @property
+    def eof_wanted(self) -> bool:
+        """Once what :meth:`data_to_send` returns is written, TCP should be closed."""
+        if self.framer is not None:
+            return self.framer.eof_wanted
+        return self.handshake.phase is HandshakePhase.CLOSE
+
+    # -- bytes in and out ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        framer = self.framer
+        if framer is not None:
+            framer.receive_data(data)
+            return
+        self.handshake.receive_data(bytes(data))
+        self._maybe_open()
+
+    def receive_eof(self) -> None:
+        if self.framer is not None:
+            self.framer.receive_eof()
+        elif self.close_code is None:
+            self.finish(1006, "connection closed during the handshake", "peer")
+
+    def data_to_send(self) -> bytes:
+        if self.framer is None:
+            return self.handshake.data_to_send()
+        head = self._head
+        if head:  # the end of the handshake leaves before any frame
+            self._head = b""
+            return head + self.framer.data_to_send()
+        return self.framer.data_to_send()
+
+    @property
+    def wants_write(self) -> bool:
+        return self.framer is None or bool(self._head) or self.framer.wants_write
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def upgrade_request(self, remote: tuple[str, int] | None = None) -> UpgradeRequest:
+        """The request being decided on, for ``process_request`` and subprotocol choice."""
+        hs = self.handshake
+        if hs.request is None or hs.draft is None:
+            raise RuntimeError("no request to decide on")
+        return UpgradeRequest(hs.request, hs.draft, remote, tuple(hs.offered_subprotocols))
+
+    def choose_subprotocol(self, upgrade: UpgradeRequest) -> str | None:
+        """The settings' choice: the callback's, else the first one in the client's list
+        that ``subprotocols`` contains, else none."""
+        offered = upgrade.offered_subprotocols
+        if not offered:
+            return None
+        select = self.settings.select_subprotocol
+        if select is not None:
+            chosen = select(upgrade, offered)
+            if chosen is not None and chosen not in offered:
+                raise ValueError(f"select_subprotocol chose {chosen!r}, which was not offered")
+            return chosen
+        supported = self.settings.subprotocols
+        if supported is None:
+            return None
+        return next((p for p in offered if p in supported), None)
+
+    def accept(self, subprotocol: str | None = None) -> None:
+        """Answer the upgrade; hixie-76 still needs key3 if it has not come yet."""
+        self.handshake.accept(subprotocol)
+        self._maybe_open()
+
+    def reject(
+        self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self.handshake.reject(status, reason, headers)
+
+    def _maybe_open(self) -> None:
+        hs = self.handshake
+        if hs.phase is not HandshakePhase.OPEN or self.framer is not None:
+            return
+        accepted = hs.accepted
+        assert accepted is not None
+        self.accepted = accepted
+        framer = make_framer(accepted.draft, self.settings, accepted.negotiated)
+        self._head = hs.data_to_send()
+        self._open_framer(framer, accepted.leftover)
+
+
+class ClientConnection(_Open):
+    """The client side: writes a generation's request, checks the answer, then frames."""
+
+    def __init__(self, handshake: ClientHandshake, settings: ConnectionSettings) -> None:
+        self.handshake = handshake
+        self.settings = settings
+        self.draft = handshake.draft
+        self.result: ClientResult | None = None
+        self._init_open()
+
+    def request(self) -> bytes:
+        """The request bytes to write first."""
+        return self.handshake.request()
+
+    @property
+    def phase(self) -> Phase:
+        if self.framer is None:
+            return Phase.HANDSHAKE
+        return _FRAMER_PHASE[self.framer.state]
+
+    @property
+    def eof_wanted(self) -> bool:
+        return self.framer is not None and self.framer.eof_wanted
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes; HandshakeRejected while the answer is refused or wrong."""
+        if self.framer is not None:
+            self.framer.receive_data(data)
+            return
+        result = self.handshake.receive_data(bytes(data))
+        if result is None:
+            return
+        self.result = result
+        framer = make_framer(self.handshake.draft, self.settings, result.extensions, client=True)
+        self._open_framer(framer, result.leftover)
+
+    def receive_eof(self) -> None:
+        if self.framer is None:
+            raise HandshakeRejected(0, "connection closed during the handshake")
+        self.framer.receive_eof()
+
+    def data_to_send(self) -> bytes:
+        return b"" if self.framer is None else self.framer.data_to_send()
+
+    @property
+    def wants_write(self) -> bool:
+        return self.framer is not None and self.framer.wants_write

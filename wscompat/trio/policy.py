@@ -1,0 +1,56 @@
+"""The Flash socket policy file on a port of its own (843 is where Flash asks first).
+
+The WebSocket port answers policy requests too (the sniffer recognises them); this
+listener is for clients that ask the dedicated port before connecting.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
+from wscompat.protocol.sniff import Kind, sniff
+from wscompat.trio.streams import fmt_remote, open_listeners, remote_of
+
+__all__ = ["POLICY_TIMEOUT", "serve_policy"]
+
+logger = logging.getLogger("wscompat.server")
+
+POLICY_TIMEOUT = 5.0
+"""Seconds a client of the policy port has to send its request."""
+
+
+async def serve_policy(
+    host: str | None = "127.0.0.1",
+    port: int = 843,
+    policy: str = DEFAULT_POLICY,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer Flash socket policy requests; anything else is closed unanswered."""
+    listeners = await open_listeners(host, port)
+    answer = policy_response(policy)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        data = b""
+        try:
+            with trio.move_on_after(POLICY_TIMEOUT):
+                while sniff(data) is Kind.NEED_MORE:
+                    chunk = await stream.receive_some(64)
+                    if not chunk:
+                        return
+                    data += chunk
+                if sniff(data) is Kind.POLICY:
+                    await stream.send_all(answer)
+                    logger.debug("%s policy file sent", fmt_remote(remote_of(stream)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    for listener in listeners:
+        address = listener.socket.getsockname()
+        logger.info("policy file on %s port %s", address[0], address[1])
+    await trio.serve_listeners(handle, listeners, task_status=task_status)

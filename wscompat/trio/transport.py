@@ -1,0 +1,116 @@
+"""The byte stream under a connection, with a synchronous path where the OS gives one.
+
+A plain TCP connection is read and written with non-blocking ``os.read`` and
+``os.write`` on its descriptor, and waits with ``trio.lowlevel.wait_readable`` /
+``wait_writable`` only when the kernel has nothing to give or no room to take: a read
+or write that can complete at once costs no trip through the scheduler, which is what
+lets a connection answer a burst of messages with one write. Any other stream (TLS,
+the recorder's wrapper, memory streams in tests) goes through trio's ``Stream`` API,
+and ``try_send`` / ``try_receive`` simply report that they cannot help.
+
+All closing goes through :meth:`Transport.aclose`, which forgets the descriptor first:
+a descriptor number is reused by the kernel as soon as it is closed, so nothing may
+touch it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+__all__ = ["Transport"]
+
+
+class Transport:
+    __slots__ = ("_closed", "_fd", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        self._closed = False
+
+    @property
+    def sync(self) -> bool:
+        """Reads and writes that need no wait can be done without awaiting."""
+        return self._fd >= 0
+
+    @property
+    def secure(self) -> bool:
+        return isinstance(self.stream, trio.SSLStream)
+
+    def _check(self) -> int:
+        if self._closed:
+            raise trio.ClosedResourceError("the connection's transport is closed")
+        return self._fd
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def try_receive(self, max_bytes: int) -> bytes | None:
+        """Bytes the kernel has now (``b""`` at EOF), or None when a read would block or
+        this stream has no synchronous path."""
+        fd = self._check()
+        if fd < 0:
+            return None
+        try:
+            return os.read(fd, max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"read failed: {exc}") from exc
+
+    async def receive(self, max_bytes: int, *, wait_first: bool = False) -> bytes:
+        """The next bytes, ``b""`` at EOF. ``wait_first`` skips the read that would
+        only find the socket empty (the previous read drained it)."""
+        fd = self._check()
+        if fd < 0:
+            return bytes(await self.stream.receive_some(max_bytes))
+        if wait_first:
+            await trio.lowlevel.wait_readable(fd)
+        while True:
+            data = self.try_receive(max_bytes)
+            if data is not None:
+                return data
+            await trio.lowlevel.wait_readable(self._check())
+
+    # -- sending ------------------------------------------------------------------------
+
+    def try_send(self, data: bytes | bytearray | memoryview) -> int:
+        """Write what the kernel takes now; the count written (0 without a sync path)."""
+        fd = self._check()
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"write failed: {exc}") from exc
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        fd = self._check()
+        if fd < 0:
+            await self.stream.send_all(data)
+            return
+        view = memoryview(data)
+        while view:
+            written = self.try_send(view)
+            view = view[written:]
+            if view:
+                await trio.lowlevel.wait_writable(self._check())
+
+    async def send_eof(self) -> None:
+        """Half-close; a stream that cannot (TLS) is closed outright."""
+        if self._closed:
+            return
+        if isinstance(self.stream, trio.abc.HalfCloseableStream):
+            await self.stream.send_eof()
+        else:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._fd = -1
+        await trio.aclose_forcefully(self.stream)
