@@ -36,24 +36,35 @@ REASONS = {
 
 
 class Headers:
-    """Header fields in arrival order, looked up case-insensitively, values as sent."""
+    """Header fields in arrival order, looked up case-insensitively, values as sent.
 
-    __slots__ = ("_items",)
+    Lookups go through an index of lowercased names, built on the first lookup: a
+    handshake asks a dozen questions of the same head, and lowercasing every key on
+    every question was the largest cost of the handshake path.
+    """
+
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
+        self._index: dict[str, list[str]] | None = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self._items:
+                index.setdefault(key.lower(), []).append(value)
+            self._index = index
+        return index
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``."""
-        lname = name.lower()
-        for key, value in self._items:
-            if key.lower() == lname:
-                return value
-        return default
+        values = self._lookup().get(name.lower())
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [value for key, value in self._items if key.lower() == lname]
+        return list(self._lookup().get(name.lower(), ()))
 
     def joined(self, name: str) -> str | None:
         """All values of a list-valued header joined with ``", "``, or None when absent."""

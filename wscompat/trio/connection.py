@@ -41,7 +41,6 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import trio
@@ -245,16 +244,19 @@ class Connection(RequestView):
             self._reader_parked.wake()
         return data
 
-    def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+    def __aiter__(self) -> Connection:
+        """Messages until a normal close; an abnormal close raises ConnectionClosedError.
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        """Messages until a normal close; an abnormal close raises ConnectionClosedError."""
-        while True:
-            try:
-                yield await self.receive()
-            except ConnectionClosedOK:
-                return
+        The connection is its own iterator: an async generator would cost a finalizer
+        task per connection when the loop ends.
+        """
+        return self
+
+    async def __anext__(self) -> Data:
+        try:
+            return await self.receive()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
 
     async def send(self, message: Data | bytearray | memoryview) -> None:
         """Send one message. Returns once it is queued within ``write_limit`` bytes;
@@ -333,6 +335,8 @@ class Connection(RequestView):
 
     async def wait_reader(self, timeout: float) -> None:
         """Wait, at most ``timeout``, for the reader to finish (its drain included)."""
+        if self._reader != 1:
+            return
         with trio.move_on_after(timeout):
             while self._reader == 1:
                 await self._closers.wait()

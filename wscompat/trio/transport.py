@@ -15,7 +15,9 @@ touch it afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 
 import trio
 
@@ -99,18 +101,42 @@ class Transport:
             if view:
                 await trio.lowlevel.wait_writable(self._check())
 
+    def shutdown_write(self) -> bool:
+        """Half-close at once where the socket allows it; False when only the async
+        :meth:`send_eof` can (TLS and other streams)."""
+        if self._closed:
+            return True
+        if self._fd < 0:
+            return False
+        assert isinstance(self.stream, trio.SocketStream)
+        with contextlib.suppress(OSError):  # the peer is gone already: nothing to end
+            self.stream.socket.shutdown(socket.SHUT_WR)
+        return True
+
     async def send_eof(self) -> None:
         """Half-close; a stream that cannot (TLS) is closed outright."""
-        if self._closed:
+        if self.shutdown_write():
             return
         if isinstance(self.stream, trio.abc.HalfCloseableStream):
             await self.stream.send_eof()
         else:
             await self.aclose()
 
-    async def aclose(self) -> None:
+    def close(self) -> bool:
+        """Close at once where the socket allows it (no checkpoint, no cancel scope);
+        False when the stream needs the async :meth:`aclose`."""
         if self._closed:
-            return
+            return True
+        if self._fd < 0:
+            return False
         self._closed = True
         self._fd = -1
+        assert isinstance(self.stream, trio.SocketStream)
+        self.stream.socket.close()  # tells trio, which wakes any task waiting on it
+        return True
+
+    async def aclose(self) -> None:
+        if self.close():
+            return
+        self._closed = True
         await trio.aclose_forcefully(self.stream)
