@@ -41,6 +41,7 @@ import contextlib
 import logging
 import os
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import trio
@@ -63,6 +64,7 @@ __all__ = ["FAIR_RUN", "Connection", "ConnectionStats", "Flusher", "IOSettings"]
 logger = logging.getLogger("wscompat.connection")
 
 Data = str | bytes
+_NO_MESSAGES: tuple[()] = ()
 FAIR_RUN = 256
 """receive()/send() calls that need not wait between two checkpoints of a connection."""
 
@@ -93,7 +95,9 @@ class _Parked:
     def __init__(self) -> None:
         self.tasks: list[trio.lowlevel.Task] = []
 
-    async def wait(self) -> None:
+    def wait(self) -> Awaitable[object]:
+        """Park the current task until :meth:`wake` (a plain function returning trio's
+        awaitable, so a parked connection holds one coroutine frame fewer)."""
         task = trio.lowlevel.current_task()
         self.tasks.append(task)
 
@@ -101,7 +105,7 @@ class _Parked:
             self.tasks.remove(task)
             return trio.lowlevel.Abort.SUCCEEDED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        return trio.lowlevel.wait_task_rescheduled(abort)
 
     def wake(self) -> None:
         tasks, self.tasks = self.tasks, []
@@ -165,7 +169,8 @@ class Connection(RequestView):
         self.stats = ConnectionStats()
         self._settings = settings
         self._flusher = flusher
-        self._queue: deque[Data] = deque()
+        self._queue: deque[Data] | tuple[()] = _NO_MESSAGES
+        """A deque while messages wait; an idle connection holds no deque block."""
         self._receivers = _Parked()
         self._reader_parked = _Parked()
         self._closers = _Parked()
@@ -220,15 +225,14 @@ class Connection(RequestView):
         queue = self._queue
         if queue:
             data = queue.popleft()
+            if not queue:
+                self._queue = _NO_MESSAGES
             if self._reader_parked.tasks and len(queue) < self._settings.max_queue:
                 self._reader_parked.wake()
             self._run += 1
             if self._run >= FAIR_RUN:
                 await self._fair_checkpoint()
             return data
-        return await self._receive_wait()
-
-    async def _receive_wait(self) -> Data:
         while not self._queue:
             # Whatever the burst left queued goes out before this task waits.
             if self._out or self._proto.wants_write:
@@ -239,10 +243,7 @@ class Connection(RequestView):
                 raise self._closed_exc()
             self._run = 0
             await self._receivers.wait()
-        data = self._queue.popleft()
-        if self._reader_parked.tasks and len(self._queue) < self._settings.max_queue:
-            self._reader_parked.wake()
-        return data
+        return await self.receive()
 
     def __aiter__(self) -> Connection:
         """Messages until a normal close; an abnormal close raises ConnectionClosedError.
@@ -314,7 +315,7 @@ class Connection(RequestView):
         Unread messages are discarded.
         """
         self._discard = True
-        self._queue.clear()
+        self._queue = _NO_MESSAGES
         self._reader_parked.wake()  # a reader paused on a full queue reads the answer
         with trio.move_on_after(self._settings.close_timeout):
             if self._proto.state is State.OPEN and not self.closed:
@@ -367,10 +368,36 @@ class Connection(RequestView):
     # -- the reader -----------------------------------------------------------------
 
     async def run_reader(self) -> None:
-        """Read until the connection closes; run it beside the application handler."""
+        """Read until the connection closes; run it beside the application handler.
+
+        One loop in one frame: an idle connection's reader is parked in trio's
+        ``wait_readable`` directly, holding as few coroutine frames as it can.
+        """
         self._reader = 1
+        transport = self._transport
+        size = self._settings.read_size
         try:
-            await self._read_loop()
+            # Frames that came with the handshake are in the framer already: deliver
+            # them now rather than after the next read, which may never come.
+            self._dispatch(self._proto.events())
+            await self._flush(quiet=True)
+            drained = True
+            while not self.closed:
+                if len(self._queue) >= self._settings.max_queue and not self._discard:
+                    await self._reader_parked.wait()
+                    continue
+                if drained and transport.sync:
+                    # The last read emptied the socket: wait before reading again.
+                    await transport.wait_readable()
+                data = await self._read(size)
+                if data is None:
+                    break
+                if len(data) == size:
+                    drained = False
+                    await trio.lowlevel.checkpoint()  # more is waiting: let others run
+                else:
+                    drained = True
+            await self._linger()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._finish(1006, "connection lost", by="peer")
         except Exception:
@@ -382,31 +409,10 @@ class Connection(RequestView):
             self._receivers.wake()
             self._closers.wake()
 
-    async def _read_loop(self) -> None:
-        # Frames that came with the handshake are in the framer already: deliver
-        # them now rather than after the next read, which may never come.
-        self._dispatch(self._proto.events())
-        await self._flush(quiet=True)
-        drained = True
-        size = self._settings.read_size
-        while not self.closed:
-            if len(self._queue) >= self._settings.max_queue and not self._discard:
-                await self._reader_parked.wait()
-                continue
-            data = await self._read(size, wait_first=drained)
-            if data is None:
-                break
-            if len(data) == size:
-                drained = False
-                await trio.lowlevel.checkpoint()  # more is waiting: let others run first
-            else:
-                drained = True
-        await self._linger()
-
-    async def _read(self, size: int, *, wait_first: bool) -> bytes | None:
+    async def _read(self, size: int) -> bytes | None:
         """One read fed to the protocol, its events handled; None when it was the EOF."""
         try:
-            data = await self._transport.receive(size, wait_first=wait_first)
+            data = await self._transport.receive(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         proto = self._proto
@@ -424,7 +430,7 @@ class Connection(RequestView):
         return data or None
 
     async def _read_until_closed(self) -> None:
-        while not self.closed and await self._read(self._settings.read_size, wait_first=False):
+        while not self.closed and await self._read(self._settings.read_size):
             pass
 
     async def _linger(self) -> None:
@@ -449,6 +455,8 @@ class Connection(RequestView):
                     logger.debug("%s < %s", self.path, _preview(data))
                 # Messages that arrived before the peer's close are still delivered.
                 if not self._discard:
+                    if not isinstance(queue, deque):
+                        queue = self._queue = deque()
                     queue.append(data)
             elif isinstance(event, Pong):
                 for payload in event.acked:
@@ -523,8 +531,7 @@ class Connection(RequestView):
                 continue
             if self.closed and not self._out:
                 break
-            data = bytes(self._out)
-            self._out.clear()
+            data, self._out = self._out, bytearray()  # handed over whole, not copied
             self._writing = True
             try:
                 await self._transport.send_all(data)

@@ -29,7 +29,7 @@ from wscompat.trio.connection import Connection, Flusher, IOSettings
 from wscompat.trio.policy import serve_policy
 from wscompat.trio.streams import PrefixedStream, fmt_remote, open_listeners, remote_of
 from wscompat.trio.transport import Transport
-from wscompat.vectors.recorder import recorder_for
+from wscompat.vectors.recorder import ConnectionRecorder, recorder_for
 
 __all__ = ["Handler", "Server", "open_listeners", "serve", "serve_policy"]
 
@@ -94,7 +94,7 @@ async def serve(
     async with trio.open_nursery() as connections:
         flusher = Flusher(connections)
         connections.start_soon(flusher.run)
-        serve_one = partial(_serve_one, server, handler, connections, flusher)
+        serve_one = partial(_serve_connection, server, handler, connections, flusher)
         await connections.start(
             partial(trio.serve_listeners, serve_one, listeners, handler_nursery=connections)
         )
@@ -105,25 +105,13 @@ def _as_dict(options: ServerOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in ServerOptions.names()}
 
 
-async def _serve_one(
-    server: Server, handler: Handler, nursery: trio.Nursery, flusher: Flusher,
-    stream: trio.abc.Stream,
-) -> None:
-    """One connection, whatever happens to it: nothing it raises reaches the accept loop,
-    whose nursery every other connection shares."""
-    try:
-        await _serve_connection(server, handler, nursery, flusher, stream)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        logger.info("%s connection lost: %s", fmt_remote(remote_of(stream)),
-                    exc.__cause__ or exc)
-    except Exception:
-        logger.exception("%s connection failed", fmt_remote(remote_of(stream)))
-
-
 async def _serve_connection(
     server: Server, handler: Handler, nursery: trio.Nursery, flusher: Flusher,
     stream: trio.abc.Stream,
 ) -> None:
+    """One connection, whatever happens to it: nothing it raises reaches the accept loop,
+    whose nursery every other connection shares. (One function, not a chain of them:
+    each level would be a coroutine frame held for as long as the connection lives.)"""
     options = server.options
     remote = remote_of(stream)
     started = time.monotonic()
@@ -145,33 +133,70 @@ async def _serve_connection(
             return
         if proto is None:
             return
-        accepted = proto.accepted
-        assert accepted is not None
-        if recorder is not None:
-            recorder.opened(accepted.draft, accepted.leftover)
-        ws = Connection(
-            transport,
-            proto,
-            accepted.request,
-            subprotocol=accepted.subprotocol,
-            extensions=accepted.extensions,
-            remote=remote,
-            settings=server.io,
-            flusher=flusher if transport.sync else None,
-        )
-        server.connections.add(ws)
+        ws, watchers = _start(server, transport, proto, remote=remote, nursery=nursery,
+                               flusher=flusher, recorder=recorder)
+        code, reason = 1000, ""
         try:
-            await _run(ws, handler, options, nursery)
+            await handler(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("%s handler failed on %s", fmt_remote(ws.remote), ws.path)
+            code, reason = 1011, "internal error"
+        except BaseException:
+            code, reason = 1001, "server shutting down"
+            raise
         finally:
-            server.connections.discard(ws)
-            _log_connection(ws, started)
-            if recorder is not None:
-                recorder.closed(ws.close_code)
+            if watchers is not None:
+                watchers.cancel()
+            # Shielded so a shutdown still closes cleanly; both steps bound their own time.
+            with trio.CancelScope(shield=True):
+                await ws.close(code, reason)
+                await ws.wait_reader(options.close_timeout)
+            _ended(server, ws, started, recorder)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        logger.info("%s connection lost: %s", fmt_remote(remote), exc.__cause__ or exc)
+    except Exception:
+        logger.exception("%s connection failed", fmt_remote(remote))
     finally:
         server.active -= 1
         await transport.aclose()
         if recorder is not None:
             recorder.save()
+
+
+def _start(
+    server: Server, transport: Transport, proto: ServerConnection, *,
+    remote: tuple[str, int] | None, nursery: trio.Nursery, flusher: Flusher,
+    recorder: ConnectionRecorder | None,
+) -> tuple[Connection, trio.CancelScope | None]:
+    """The open connection, its reader started and its watchers, if any."""
+    accepted = proto.accepted
+    assert accepted is not None
+    if recorder is not None:
+        recorder.opened(accepted.draft, accepted.leftover)
+    ws = Connection(
+        transport,
+        proto,
+        accepted.request,
+        subprotocol=accepted.subprotocol,
+        extensions=accepted.extensions,
+        remote=remote,
+        settings=server.io,
+        flusher=flusher if transport.sync else None,
+    )
+    server.connections.add(ws)
+    nursery.start_soon(ws.run_reader)
+    return ws, _start_watchers(ws, server.options, nursery)
+
+
+def _ended(
+    server: Server, ws: Connection, started: float, recorder: ConnectionRecorder | None
+) -> None:
+    server.connections.discard(ws)
+    _log_connection(ws, started)
+    if recorder is not None:
+        recorder.closed(ws.close_code)
 
 
 BUSY = error_response(503, "too many connections, try again later", (("Retry-After", "5"),))
@@ -206,34 +231,21 @@ async def _open(
     return proto, secure
 
 
-async def _run(
-    ws: Connection, handler: Handler, options: ServerOptions, nursery: trio.Nursery
-) -> None:
-    nursery.start_soon(ws.run_reader)
+def _start_watchers(
+    ws: Connection, options: ServerOptions, nursery: trio.Nursery
+) -> trio.CancelScope | None:
+    """Keepalive pings and the idle timeout, when configured, as tasks of their own."""
+    keepalive = options.ping_interval is not None and ws.caps.ping
+    if not keepalive and options.idle_timeout is None:
+        return None
     watchers = trio.CancelScope()
-    if options.ping_interval is not None and ws.caps.ping:
+    if options.ping_interval is not None and keepalive:
         nursery.start_soon(_in_scope, watchers, partial(
             ws.keepalive, options.ping_interval, options.ping_timeout))
     if options.idle_timeout is not None:
         nursery.start_soon(_in_scope, watchers, partial(
             ws.close_when_idle, options.idle_timeout))
-    code, reason = 1000, ""
-    try:
-        await handler(ws)
-    except ConnectionClosed:
-        pass
-    except Exception:
-        logger.exception("%s handler failed on %s", fmt_remote(ws.remote), ws.path)
-        code, reason = 1011, "internal error"
-    except BaseException:
-        code, reason = 1001, "server shutting down"
-        raise
-    finally:
-        watchers.cancel()
-        # Shielded so a shutdown still closes cleanly; both steps bound their own time.
-        with trio.CancelScope(shield=True):
-            await ws.close(code, reason)
-            await ws.wait_reader(options.close_timeout)
+    return watchers
 
 
 async def _in_scope(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Awaitable
 
 import trio
 
@@ -61,14 +62,16 @@ class Transport:
         except OSError as exc:
             raise trio.BrokenResourceError(f"read failed: {exc}") from exc
 
-    async def receive(self, max_bytes: int, *, wait_first: bool = False) -> bytes:
-        """The next bytes, ``b""`` at EOF. ``wait_first`` skips the read that would
-        only find the socket empty (the previous read drained it)."""
+    def wait_readable(self) -> Awaitable[None]:
+        """Wait until a read would not block (sync transports only). A plain function
+        returning trio's awaitable: a parked reader holds no frame of ours for it."""
+        return trio.lowlevel.wait_readable(self._check())
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """The next bytes, ``b""`` at EOF."""
         fd = self._check()
         if fd < 0:
             return bytes(await self.stream.receive_some(max_bytes))
-        if wait_first:
-            await trio.lowlevel.wait_readable(fd)
         while True:
             data = self.try_receive(max_bytes)
             if data is not None:

@@ -54,6 +54,7 @@ class HixieFramer(Framer):
         """
         self._scan = 1
         self._utf8: codecs.IncrementalDecoder | None = None
+        self._parts: list[str] = []
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -84,14 +85,16 @@ class HixieFramer(Framer):
 
     def _sentinel(self, frame_type: int, pos: int) -> int:
         buf = self._buf
-        end = buf.find(0xFF, pos + self._scan)
+        scan = self._scan
+        end = buf.find(0xFF, pos + scan)
         stop = len(buf) if end < 0 else end
         over = self._max is not None and stop - pos - 1 > self._max
-        if frame_type == 0x00 and self.state is State.OPEN and (end < 0 or over):
+        text = frame_type == 0x00 and self.state is State.OPEN
+        if text and (end < 0 or over):
             # The bytes before the limit are checked before the limit is, so that an
             # invalid byte there fails the frame (1007) however the input was split.
             upto = stop if self._max is None else min(stop, pos + 1 + self._max)
-            self._check_utf8(bytes(buf[pos + self._scan : upto]))
+            self._decode(buf, pos + scan, upto, final=False)
         if over:
             if end < 0:
                 raise MessageTooBig(f"frame exceeds {self._max} bytes without an end byte")
@@ -99,21 +102,29 @@ class HixieFramer(Framer):
         if end < 0:
             self._scan = len(buf) - pos
             return -1
-        if frame_type == 0x00 and self.state is State.OPEN:
-            try:
-                text = buf[pos + 1 : end].decode()
-            except UnicodeDecodeError as exc:
-                raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
-            self._events.append(Message(text))
+        if text:
+            if self._utf8 is None:  # the whole frame came at once: one decode
+                try:
+                    message = buf[pos + 1 : end].decode()
+                except UnicodeDecodeError as exc:
+                    raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
+            else:  # decoded piece by piece as it came: only the tail is left
+                self._decode(buf, pos + scan, end, final=True)
+                message = "".join(self._parts)
+            self._events.append(Message(message))
         self._reset_frame()
         return end + 1
 
-    def _check_utf8(self, chunk: bytes) -> None:
-        """Fail a text frame as soon as its bytes so far can no longer be UTF-8."""
+    def _decode(self, buf: bytearray, start: int, stop: int, *, final: bool) -> None:
+        """Decode ``buf[start:stop]`` into the frame's text so far; a frame fails (1007)
+        as soon as its bytes can no longer be UTF-8."""
         if self._utf8 is None:
             self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+            self._parts = []
         try:
-            self._utf8.decode(chunk, final=False)
+            # A slice, not a memoryview: the error would keep a view, and with it the
+            # buffer, from being resized.
+            self._parts.append(self._utf8.decode(buf[start:stop], final))
         except UnicodeDecodeError as exc:
             raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
 
@@ -183,7 +194,7 @@ class HixieFramer(Framer):
 
     def send_text(self, text: str) -> None:
         self._check_open()
-        self._out.append(b"\x00" + text.encode("utf-8") + b"\xff")
+        self._out += (b"\x00", text.encode(), b"\xff")
 
     def send_binary(self, data: bytes) -> None:
         if self._binary == "base64":

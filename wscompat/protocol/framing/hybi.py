@@ -151,10 +151,12 @@ class HybiFramer(Framer):
                 and p.state is WsState.OPEN
                 and (self._limit is None or length <= self._limit)
             ):
-                if self._mask_bit:
-                    payload = apply_mask(buf[pos + head : end], buf[pos + head - 4 : pos + head])
-                else:
-                    payload = bytes(buf[pos + head : end])
+                with memoryview(buf) as view:  # no copy of the masked payload
+                    if self._mask_bit:
+                        mask = bytes(view[pos + head - 4 : pos + head])
+                        payload = apply_mask(view[pos + head : end], mask)
+                    else:
+                        payload = bytes(view[pos + head : end])
                 if first == 0x82:
                     events.append(Message(payload))
                     pos = end

@@ -101,7 +101,7 @@ class ServerHandshake:
         self.kind: Kind | None = None
         self._buffer = b""
         self._out: list[bytes] = []
-        self._parser = HeadParser(
+        self._parser: HeadParser | None = HeadParser(
             max_size=self.settings.max_head_size, max_headers=self.settings.max_headers
         )
         self._pending: tuple[bytes, int, int, Accepted] | None = None
@@ -144,11 +144,13 @@ class ServerHandshake:
 
     def _feed_head(self, data: bytes) -> None:
         try:
+            assert self._parser is not None
             request = self._parser.feed(data)
             if request is None:
                 return
             self.request = request
             self._buffer = self._parser.leftover
+            self._parser = None  # its state is no longer needed: free it
             self._on_head(request)
         except HandshakeRejected as exc:
             self.reject(exc.status, exc.reason, exc.headers)
