@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # fuzz this checkout, not an installed copy
 
-INSTRUMENTED = ["wscompat", "h11", "websockets"]
+INSTRUMENTED = ["wscompat", "websockets"]
 """Packages whose code coverage guides the fuzzer: wscompat and the parsers it builds on."""
 
 

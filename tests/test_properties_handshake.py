@@ -505,7 +505,7 @@ def parse_head(pieces: list[bytes], max_size: int) -> tuple[Request | None, byte
 @SLOW
 # Over the limit and malformed (no Host): 431 however it arrives (it was 400 in one read).
 @example(b"GET /m HTTP/1.1\r\nConnection: Upgrade\r\nOrigin: http://localhost\r\n\r\n", 64, [9])
-# A leading empty line is refused by h11 at once: 400 however long the rest is.
+# A leading empty line is refused at once: 400 however long the rest is.
 @example(b"\n" + b"\xb9" * 100, 64, [14])
 def test_head_parser_does_not_depend_on_segmentation(data: bytes, max_size: int,
                                                      cut: list[int]) -> None:

@@ -1,8 +1,9 @@
 """Request heads in, response bytes out: the HTTP/1.1 that a WebSocket handshake needs.
 
-Heads are parsed by h11, which keeps every byte after the blank line untouched: hixie-76
-puts its 8-byte key3 there without a Content-Length, and an HTTP library that swallowed
-or reinterpreted it would break that draft. Responses are written by hand, byte for byte,
+A head is read up to its blank line and only then parsed, the header fields by llhttp
+(through httptools), so every byte after the blank line stays untouched: hixie-76 puts its
+8-byte key3 there without a Content-Length, and an HTTP library that swallowed or
+reinterpreted it would break that draft. Responses are written by hand, byte for byte,
 because legacy clients compare the status line and the first headers literally.
 """
 
@@ -12,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import h11
+import httptools
 
 from wscompat.errors import HandshakeRejected
 
@@ -136,15 +137,19 @@ class HeadParser:
     """Feed bytes until a request head is complete; ``leftover`` holds what followed it.
 
     Raises HandshakeRejected with 431 when the head is over ``max_size`` bytes or has more
-    than ``max_headers`` fields, and 400 for anything h11 refuses to parse.
+    than ``max_headers`` fields, and 400 for a head that is not well-formed HTTP/1.x.
+
+    The head is buffered until its blank line, then parsed whole: the outcome depends on
+    the bytes, not on how they were cut into reads, and nothing after the blank line is
+    ever shown to a parser.
     """
 
+    __slots__ = ("_buffer", "_max_headers", "_max_size", "leftover", "request")
+
     def __init__(self, *, max_size: int = 16384, max_headers: int = 100) -> None:
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)
         self._max_size = max_size
         self._max_headers = max_headers
-        self._fed = 0
-        self._tail = b""
+        self._buffer = bytearray()
         self.request: Request | None = None
         self.leftover = b""
 
@@ -152,61 +157,133 @@ class HeadParser:
         if self.request is not None:
             self.leftover += data
             return self.request
-        if not data:  # h11 reads an empty chunk as end of stream
+        if not data:
             return None
-        if self._head_size(data) > self._max_size:
+        buffer = self._buffer
+        if buffer:
+            searched = len(buffer) - 2  # the blank line may have begun in the last read
+            buffer += data
+            window: bytes | bytearray = buffer
+        else:
+            if data[0] < 0x21:
+                # No request line starts with a control character, a space or an empty
+                # line: refused at once, whatever follows and however long it is.
+                raise HandshakeRejected(400, "malformed request head: illegal request line")
+            searched = 0
+            window = data  # the whole head in one read: parsed without a copy
+        blank = _BLANK_LINE.search(window, max(searched, 0))
+        size = len(window) if blank is None else blank.end()
+        if size > self._max_size:
             raise HandshakeRejected(431, "request head too large")
-        self._fed += len(data)
-        self._h11.receive_data(data)
-        try:
-            event = self._h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            status = 431 if exc.error_status_hint == 431 else 400
-            raise HandshakeRejected(status, _describe(exc)) from None
-        if event is h11.NEED_DATA:
+        if blank is None:
+            if window is data:
+                buffer += data
             return None
-        assert isinstance(event, h11.Request), event
-        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()]
-        if len(raw) > self._max_headers:
-            raise HandshakeRejected(431, f"more than {self._max_headers} header fields")
-        self.request = Request(
-            method=event.method.decode("ascii"),
-            target=event.target.decode("latin-1"),
-            http_version=event.http_version.decode("ascii"),
-            headers=Headers(raw),
-        )
-        # h11 has not consumed anything past the head: that is key3, or early frames.
-        self.leftover = self._h11.trailing_data[0]
+        self.request = _parse(window, size, self._max_headers)
+        self.leftover = bytes(window[size:])  # key3, or early frames: untouched
+        self._buffer = bytearray()
         return self.request
-
-    def _head_size(self, data: bytes) -> int:
-        """Bytes of head once ``data`` is added: up to the blank line if it is in sight.
-
-        The head is sized from the bytes, before h11 parses them (h11 bounds only an
-        incomplete head), so that a head over the limit is a 431 whether it came in one
-        read or many, and even when it is malformed as well. A head whose first byte is
-        a control character or a space is left to h11, which refuses it (400) as soon as
-        it sees that byte, whatever follows.
-        """
-        if self._fed == 0 and data[0] < 0x21:
-            return 0
-        window = self._tail + data
-        end = _BLANK_LINE.search(window)
-        self._tail = window[-2:]
-        if end is None:
-            return self._fed + len(data)
-        return self._fed - (len(window) - len(data)) + end.end()
 
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
-"""Where h11 ends a request head."""
+"""Where a request head ends: lines may end in CRLF or a bare LF."""
+
+_REQUEST_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
+"""method SP request-target SP HTTP-version (RFC 9112 §3), the target any visible ASCII."""
+
+_NEVER_IN_A_HEAD = re.compile(rb"[\x00\x0b\x0c]|\r(?!\n)|\n[ \t]")
+"""Refused wherever they appear: NUL, VT and FF (which are in no request line or field
+name and, being whitespace or NUL, in no field value either), a CR that does not end a
+line, and a line that starts with a space or a tab (obs-fold, RFC 9112 §5.2)."""
+
+_LLHTTP_REQUEST_LINE = b"GET / HTTP/1.1\r\n"
+"""What llhttp is shown in place of the real request line, checked above by a regex: llhttp
+knows only its own list of methods and parses the target; here any token is a method (an
+unknown one is the handshake's 405, not a 400) and the target is taken as received."""
 
 
-def _describe(exc: h11.RemoteProtocolError) -> str:
-    text = str(exc)
-    if "buffer too long" in text.lower():
-        return "request head too large"
-    return f"malformed request head: {text}"
+class _Fields:
+    """httptools' callbacks: the header fields in arrival order, and the end of the head."""
+
+    __slots__ = ("complete", "items")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.items.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def _malformed(why: str) -> HandshakeRejected:
+    return HandshakeRejected(400, f"malformed request head: {why}")
+
+
+def _parse(data: bytes | bytearray, end: int, max_headers: int) -> Request:
+    """The request in ``data[:end]``, a whole head that ends with its blank line.
+
+    The request line is one regex; the header fields are llhttp's (through httptools),
+    with the two leniencies that h11, the parser before it, had as well: bare-LF line
+    ends, and control characters other than NUL, CR, LF, VT and FF inside field values.
+    """
+    bad = _NEVER_IN_A_HEAD.search(data, 0, end)
+    if bad is not None:
+        what = "a line folded onto the one before" if bad[0][0] == 0x0A else "a stray byte"
+        raise _malformed(f"{what} at offset {bad.start()}")
+    eol = data.index(b"\n", 0, end)
+    line = data[: eol - 1] if data[eol - 1] == 0x0D else data[:eol]
+    request_line = _REQUEST_LINE.fullmatch(line)
+    if request_line is None:
+        raise _malformed(f"illegal request line: {bytes(line)!r}")
+    fields = _Fields()
+    parser = httptools.HttpRequestParser(fields)
+    parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True)
+    try:
+        parser.feed_data(_LLHTTP_REQUEST_LINE)
+        with memoryview(data) as view:
+            parser.feed_data(view[eol + 1 : end])
+    except httptools.HttpParserUpgrade:
+        pass  # Upgrade with Connection: upgrade ends the message at the head, as wanted
+    except httptools.HttpParserError as exc:
+        raise _malformed(str(exc) or type(exc).__name__) from None
+    if not fields.complete:  # cannot happen: the head ends with a blank line
+        raise _malformed("incomplete header fields")
+    method, target, version = request_line.groups()
+    headers = Headers(
+        [(n.decode("latin-1"), v.decode("latin-1").rstrip(" \t")) for n, v in fields.items]
+    )
+    _check_fields(headers, version)
+    if len(headers) > max_headers:
+        raise HandshakeRejected(431, f"more than {max_headers} header fields")
+    return Request(
+        method=method.decode("ascii"),
+        target=target.decode("ascii"),
+        http_version=version.decode("ascii"),
+        headers=headers,
+    )
+
+
+def _check_fields(headers: Headers, version: bytes) -> None:
+    """What RFC 9112 refuses beyond the syntax, and llhttp lets through.
+
+    Host is mandatory in HTTP/1.1 and never repeated (RFC 9112 §3.2). A Transfer-Encoding
+    other than a single ``chunked``, and a Content-Length of more than 20 digits, are
+    refused as h11 refused them. llhttp itself refuses a repeated Content-Length and one
+    beside a Transfer-Encoding (RFC 9112 §6.3), which no handshake sends.
+    """
+    hosts = headers.count("Host")
+    if hosts > 1:
+        raise _malformed("more than one Host header")
+    if hosts == 0 and version == b"1.1":
+        raise _malformed("no Host header in an HTTP/1.1 request")
+    codings = headers.get_all("Transfer-Encoding")
+    if codings and (len(codings) > 1 or codings[0].lower() != "chunked"):
+        raise _malformed("a Transfer-Encoding other than chunked")
+    if any(len(length) > 20 for length in headers.get_all("Content-Length")):
+        raise _malformed("a Content-Length of more than 20 digits")
 
 
 def response(
