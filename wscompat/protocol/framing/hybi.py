@@ -94,10 +94,11 @@ class HybiFramer(Framer):
         client: bool = False,
     ) -> None:
         self.draft = draft
-        side = CLIENT if client else SERVER
-        self._p = _Protocol(side, max_size=(max_message_size, max_frame_size))
-        if extensions:
-            self._p.extensions = list(extensions)
+        self._side = CLIENT if client else SERVER
+        self._lazy: _Protocol | None = None
+        """websockets' protocol, made on first need: a connection that only ever sees
+        plain data frames never needs it, and an idle one should not hold it."""
+        self._extensions = list(extensions or ())
         self._plain = not extensions
         """No extension transforms frames: the fast path may run."""
         self._serialize = self._plain and not client
@@ -106,6 +107,8 @@ class HybiFramer(Framer):
         self._max_message = max_message_size
         self._max_frame = max_frame_size
         self._limit = _smaller(max_message_size, max_frame_size)
+        if extensions:
+            self._make_protocol()
         self.eof_wanted = False
         self._buf = bytearray()
         self._out: list[bytes] = []
@@ -115,15 +118,26 @@ class HybiFramer(Framer):
         self._decoder: codecs.IncrementalDecoder | None = None
         self._closed_reported = False
 
+    def _make_protocol(self) -> _Protocol:
+        p = self._lazy = _Protocol(self._side, max_size=(self._max_message, self._max_frame))
+        if self._extensions:
+            p.extensions = self._extensions
+        return p
+
+    @property
+    def _p(self) -> _Protocol:
+        return self._lazy or self._make_protocol()
+
     @property
     def state(self) -> State:  # type: ignore[override]
-        return _STATE.get(self._p.state, State.CLOSED)
+        p = self._lazy
+        return State.OPEN if p is None else _STATE.get(p.state, State.CLOSED)
 
     # -- receiving ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        p = self._p
-        if p.reader.eof:
+        p = self._lazy
+        if p is not None and p.reader.eof:
             return
         buf = self._buf
         buf += data
@@ -147,8 +161,8 @@ class HybiFramer(Framer):
                 first in (0x81, 0x82)
                 and buf[pos + 1] & 0x80 == self._mask_bit
                 and self._plain
-                and p.current_size is None
-                and p.state is WsState.OPEN
+                and ((p := self._lazy) is None or (
+                    p.current_size is None and p.state is WsState.OPEN))
                 and (self._limit is None or length <= self._limit)
             ):
                 with memoryview(buf) as view:  # no copy of the masked payload
@@ -174,9 +188,9 @@ class HybiFramer(Framer):
         """The protocol rejects this frame from its header alone."""
         if first & 0x0F not in _OPCODES or second & 0x80 != self._mask_bit:
             return True
-        p = self._p
+        p = self._lazy
         limit = self._max_message
-        if limit is not None and p.current_size is not None:
+        if limit is not None and p is not None and p.current_size is not None:
             limit -= p.current_size
         limit = _smaller(limit, self._max_frame)
         return limit is not None and length > limit
@@ -243,8 +257,8 @@ class HybiFramer(Framer):
 
     def _report_closed(self) -> None:
         """One Closed event, once the protocol is done: it sent EOF or saw the peer's."""
-        p = self._p
-        if self._closed_reported or not (p.eof_sent or p.reader.eof):
+        p = self._lazy
+        if p is None or self._closed_reported or not (p.eof_sent or p.reader.eof):
             return
         self._closed_reported = True
         if p.close_rcvd is not None and (p.close_sent is None or p.close_rcvd_then_sent):
@@ -262,7 +276,9 @@ class HybiFramer(Framer):
 
     def _collect(self) -> None:
         """Move what the protocol wrote into the one ordered output list."""
-        chunks = self._p.data_to_send()
+        if self._lazy is None:
+            return
+        chunks = self._lazy.data_to_send()
         if chunks:
             if chunks[-1] == b"":
                 self.eof_wanted = True
@@ -281,7 +297,7 @@ class HybiFramer(Framer):
         return out[0] if len(out) == 1 else b"".join(out)
 
     def send_text(self, text: str) -> None:
-        if self._serialize and self._p.state is WsState.OPEN:
+        if self._serialize and ((p := self._lazy) is None or p.state is WsState.OPEN):
             payload = text.encode()
             self._out += (hybi_header_bytes(0x81, len(payload)), payload)
             return
@@ -289,7 +305,7 @@ class HybiFramer(Framer):
         self._collect()
 
     def send_binary(self, data: bytes) -> None:
-        if self._serialize and self._p.state is WsState.OPEN:
+        if self._serialize and ((p := self._lazy) is None or p.state is WsState.OPEN):
             self._out += (hybi_header_bytes(0x82, len(data)), data)
             return
         self._p.send_binary(data)
