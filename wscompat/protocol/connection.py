@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wscompat.drafts import Draft
-from wscompat.errors import HandshakeRejected, ProtocolViolation
+from wscompat.errors import ConnectionClosedError, HandshakeRejected, ProtocolViolation
 from wscompat.protocol.framing import (
     Closed,
     Event,
@@ -208,6 +208,9 @@ class _Open:
             raise ValueError("a ping carries at most 125 bytes")
         if data in self._pings:
             raise ValueError("a ping with this payload is already waiting for its pong")
+        if self.close_code is not None or self.state is not State.OPEN:
+            # No pong can come once the close has begun: a ping now would wait forever.
+            raise ConnectionClosedError(1006, "connection is closing")
         self._framer().send_ping(data)
         self._pings[data] = None
 

@@ -178,6 +178,7 @@ class Connection(RequestView):
         self._out = bytearray()
         """Bytes taken from the framer that the transport has not taken yet."""
         self._writing = False
+        self._in_flight = 0  # bytes a write in progress has yet to hand to the kernel
         self._flush_scheduled = False
         self._eof_sent = False
         self._discard = False  # set by close(): the application wants no more messages
@@ -222,17 +223,19 @@ class Connection(RequestView):
         Messages that arrived before the connection closed are still delivered; after
         them, ConnectionClosed (OK or Error by close code) is raised.
         """
-        queue = self._queue
-        if queue:
-            data = queue.popleft()
-            if not queue:
-                self._queue = _NO_MESSAGES
-            if self._reader_parked.tasks and len(queue) < self._settings.max_queue:
-                self._reader_parked.wake()
+        if self._queue:
             self._run += 1
             if self._run >= FAIR_RUN:
+                # Before the message is taken: a cancellation here loses nothing.
                 await self._fair_checkpoint()
-            return data
+            queue = self._queue
+            if queue:
+                data = queue.popleft()
+                if not queue:
+                    self._queue = _NO_MESSAGES
+                if self._reader_parked.tasks and len(queue) < self._settings.max_queue:
+                    self._reader_parked.wake()
+                return data
         while not self._queue:
             # Whatever the burst left queued goes out before this task waits.
             if self._out or self._proto.wants_write:
@@ -265,6 +268,12 @@ class Connection(RequestView):
         proto = self._proto
         if proto.close_code is not None or proto.state is not State.OPEN:
             raise self._closed_exc()
+        self._run += 1
+        if self._run >= FAIR_RUN:
+            # Before the message is queued: a send cancelled here has sent nothing.
+            await self._fair_checkpoint()
+            if proto.close_code is not None or proto.state is not State.OPEN:
+                raise self._closed_exc()
         if self._settings.log_payloads:
             logger.debug("%s > %s", self.path, _preview(message))
         if type(message) is str:
@@ -283,13 +292,10 @@ class Connection(RequestView):
             self._write_now()
             if proto.close_code is not None:  # the write found the peer gone
                 raise self._closed_exc()
-        if len(self._out) > self._settings.write_limit or (
+        if len(self._out) + self._in_flight > self._settings.write_limit or (
             self._out and not self._transport.sync
         ):
             await self._flush()
-        self._run += 1
-        if self._run >= FAIR_RUN:
-            await self._fair_checkpoint()
 
     async def ping(self, data: bytes | None = None) -> None:
         """Send a ping and return when its pong arrives (UnsupportedByDraft on hixie)."""
@@ -534,8 +540,7 @@ class Connection(RequestView):
             data, self._out = self._out, bytearray()  # handed over whole, not copied
             self._writing = True
             try:
-                await self._transport.send_all(data)
-                self.stats.bytes_out += len(data)
+                await self._send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._finish(1006, "connection lost while writing", by="peer")
                 if quiet:
@@ -550,6 +555,32 @@ class Connection(RequestView):
             self._eof_sent = True
             await self._half_close()
 
+    async def _send_all(self, data: bytearray) -> None:
+        """Write ``data`` whole. Cancelled part-way, the unwritten tail goes back to the
+        front of ``_out``: a later close or flush then continues the frame where it was
+        cut, and the peer never sees half a frame followed by another."""
+        transport = self._transport
+        if not transport.sync:
+            await transport.send_all(data)  # a cancelled TLS write breaks the stream
+            self.stats.bytes_out += len(data)
+            return
+        sent = 0
+        try:
+            while True:
+                with memoryview(data) as view:
+                    written = transport.try_send(view[sent:])
+                sent += written
+                self.stats.bytes_out += written
+                if sent >= len(data):
+                    break
+                self._in_flight = len(data) - sent
+                await transport.wait_writable()
+        except trio.Cancelled:
+            self._out[:0] = data[sent:]
+            raise
+        finally:
+            self._in_flight = 0
+
     async def _half_close(self) -> None:
         """Send EOF, keeping the read side open to drain; a stream that cannot
         half-close (TLS) is closed outright. Shielded: the EOF is already marked sent,
@@ -560,9 +591,23 @@ class Connection(RequestView):
             await self._transport.send_eof()
 
     async def _fair_checkpoint(self) -> None:
+        """Let other tasks run. What is queued goes out as far as the kernel takes it;
+        the caller waits for the rest only past ``write_limit`` (as send() would), and
+        otherwise the flusher carries it on."""
         self._run = 0
-        if self._out or self._proto.wants_write:
+        self._write_now()
+        if self._proto.eof_wanted and not self._eof_sent:
             await self._flush(quiet=True)
+        elif self._out and not self._writing:
+            if (
+                len(self._out) + self._in_flight > self._settings.write_limit
+                or self._flusher is None
+                or not self._transport.sync
+            ):
+                await self._flush(quiet=True)
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._flusher.schedule(self)
         await trio.lowlevel.checkpoint()
 
     def _closed_exc(self) -> ConnectionClosed:

@@ -92,6 +92,10 @@ class Transport:
         except OSError as exc:
             raise trio.BrokenResourceError(f"write failed: {exc}") from exc
 
+    def wait_writable(self) -> Awaitable[None]:
+        """Wait until a write would not block (sync transports only)."""
+        return trio.lowlevel.wait_writable(self._check())
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         fd = self._check()
         if fd < 0:
