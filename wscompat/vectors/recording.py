@@ -17,7 +17,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from wscompat.drafts import Draft
+from wscompat.errors import HandshakeRejected
 from wscompat.options import ServerOptions
+from wscompat.protocol.framing.lengths import frame_end
+from wscompat.protocol.handshake.detect import detect
+from wscompat.protocol.http import HeadParser, Request
 from wscompat.vectors.expect import status_of
 
 __all__ = ["REDACTED", "Recording", "frame_end", "redact", "vector_options"]
@@ -35,38 +39,6 @@ VECTOR_OPTIONS = (
     "compression_level", "compression_memory_level",
 )
 """Server options that change what a server answers, written into recorded vectors."""
-
-
-def frame_end(draft: Draft, data: bytes | bytearray, pos: int) -> int | None:
-    """The offset just past the frame starting at ``pos``, or None if it is incomplete."""
-    if pos >= len(data):
-        return None
-    if draft in (Draft.HIXIE75, Draft.HIXIE76):
-        if data[pos] & 0x80 == 0:  # sentinel frame: up to 0xFF
-            end = data.find(b"\xff", pos + 1)
-            return None if end < 0 else end + 1
-        length, index = 0, pos + 1  # length in 7-bit groups, high bit: more follow
-        while True:
-            if index >= len(data):
-                return None
-            byte = data[index]
-            length, index = length * 128 + (byte & 0x7F), index + 1
-            if not byte & 0x80:
-                break
-        return index + length if index + length <= len(data) else None
-    if pos + 2 > len(data):
-        return None
-    length, header = data[pos + 1] & 0x7F, 2
-    if length >= 126:
-        size = 2 if length == 126 else 8
-        if pos + 2 + size > len(data):
-            return None
-        length = int.from_bytes(data[pos + 2 : pos + 2 + size], "big")
-        header += size
-    if data[pos + 1] & 0x80:
-        header += 4  # the mask
-    end = pos + header + length
-    return end if end <= len(data) else None
 
 
 def redact(head: bytes) -> tuple[bytes, list[str]]:
@@ -318,21 +290,38 @@ def _text(data: bytes) -> Any:
     return text
 
 
+def _request(head: bytes) -> Request | None:
+    """The head as the server parsed it; None for one it refused as malformed."""
+    try:
+        return HeadParser(max_size=len(head) + 1, max_headers=len(head)).feed(head)
+    except HandshakeRejected:
+        return None
+
+
 def _header(head: bytes, name: str) -> str | None:
-    for line in head.split(b"\r\n")[1:]:
-        key, colon, value = line.partition(b":")
-        if colon and key.strip().lower() == name.lower().encode():
-            return value.strip().decode("latin-1")
-    return None
+    request = _request(head)
+    return None if request is None else request.headers.get(name)
 
 
 def _guess_draft(head: bytes) -> Draft:
-    """The draft a refused request was meant as, for the directory it is filed in."""
-    version = _header(head, "Sec-WebSocket-Version")
+    """The draft a request was meant as, for the directory its vector is filed in: the
+    server's own detection when it decides, else the nearest draft by its headers (a
+    refused request: an unknown version, a missing key, a malformed head)."""
+    request = _request(head)
+    if request is None:
+        return Draft.RFC6455
+    try:
+        draft = detect(request, frozenset(Draft))
+    except HandshakeRejected:
+        draft = None
+    if draft is not None:
+        return draft
+    headers = request.headers
+    version = headers.get("Sec-WebSocket-Version")
     if version is not None:
         return {"7": Draft.HYBI07, "8": Draft.HYBI08}.get(version.strip(), Draft.RFC6455)
-    if _header(head, "Sec-WebSocket-Key1") or _header(head, "Sec-WebSocket-Key2"):
+    if "Sec-WebSocket-Key1" in headers or "Sec-WebSocket-Key2" in headers:
         return Draft.HIXIE76
-    if _header(head, "Sec-WebSocket-Key") or not _header(head, "Upgrade"):
+    if "Sec-WebSocket-Key" in headers or "Upgrade" not in headers:
         return Draft.RFC6455
     return Draft.HIXIE75
