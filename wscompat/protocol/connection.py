@@ -392,6 +392,8 @@ class ServerConnection(_Open):
         accepted = hs.accepted
         assert accepted is not None
         self.accepted = accepted
+        if hs.request is not None:
+            hs.request.headers.compact()
         framer = make_framer(accepted.draft, self.settings, accepted.negotiated)
         self._head = hs.data_to_send()
         self._open_framer(framer, accepted.leftover)

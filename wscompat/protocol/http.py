@@ -59,6 +59,12 @@ class Headers:
             self._index = index
         return index
 
+    def compact(self) -> None:
+        """Drop the lookup index (it is rebuilt on the next lookup): an open connection
+        keeps its request for the application, rarely asks it anything, and should not
+        hold a second copy of every field while idle."""
+        self._index = None
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``."""
         values = self._lookup().get(name.lower())
