@@ -27,7 +27,7 @@ from wscompat.vectors.replay import STATUSES, ReplaySettings, replay_all, replay
 from wscompat.vectors.report import Outcome
 
 Starter = Callable[..., Awaitable[wscompat.Server]]
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 CORPUS = sorted(load_all([ROOT / "vectors"]), key=lambda v: v.id)
 FAST = {"timeout": 2.0, "settle": 0.15, "jobs": 16}
 """Replay settings for servers expected to answer every vector."""

@@ -20,7 +20,7 @@ import wscompat
 from wscompat.drafts import Draft
 from wscompat.trio.client import connect
 
-from .conftest import Starter
+from ..conftest import Starter
 
 PER_DRAFT = 1000
 TOTAL = PER_DRAFT * len(Draft)

@@ -18,7 +18,7 @@ from wscompat.vectors.expect import match
 from wscompat.vectors.format import VectorError, check, load, vector_files
 from wscompat.vectors.recording import VECTOR_OPTIONS
 
-ROOT = Path(__file__).parent.parent / "vectors"
+ROOT = Path(__file__).parents[2] / "vectors"
 SCHEMA = json.loads((ROOT / "schema.json").read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 FILES = vector_files([ROOT])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parent.parent / "wscompat"
+PACKAGE = Path(__file__).parents[2] / "wscompat"
 CORE = sorted(
     [*(PACKAGE / "protocol").rglob("*.py"), PACKAGE / "drafts.py", PACKAGE / "errors.py",
      PACKAGE / "options.py"]

@@ -13,7 +13,7 @@ from wscompat.protocol.handshake.hixie76 import key_number
 from wscompat.protocol.http import HeadParser
 from wscompat.protocol.sniff import Kind, sniff
 
-from .framing_helpers import client_frame, split
+from ..framing_helpers import client_frame, split
 
 messages = st.one_of(st.text(max_size=3000), st.binary(max_size=3000))
 

@@ -38,7 +38,7 @@ from wscompat.protocol.framing import Closed, HybiFramer, Message
 from wscompat.protocol.handshake import Phase, ServerHandshake
 from wscompat.protocol.handshake.client import ClientHandshake
 
-VECTORS = Path(__file__).parent.parent / "vectors"
+VECTORS = Path(__file__).parents[3] / "vectors"
 
 
 def test_every_rfc7692_example_is_in_the_vectors() -> None:

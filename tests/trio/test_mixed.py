@@ -13,8 +13,8 @@ from wscompat.drafts import Draft
 from wscompat.protocol.handshake.client import ClientHandshake
 from wscompat.trio.client import connect
 
-from .conftest import Starter
-from .rawclient import client_frame, close_code, open_rfc6455, read_to_eof, read_until
+from ..conftest import Starter
+from ..rawclient import client_frame, close_code, open_rfc6455, read_to_eof, read_until
 
 MESSAGES = ["ascii", "中文字符", "emoji 😀🎉", "", "x" * 5000]
 

@@ -44,9 +44,9 @@ from wscompat.drafts import Draft
 from wscompat.protocol.handshake.client import ClientHandshake
 from wscompat.trio.client import connect
 
-from .conftest import Starter
-from .framing_helpers import client_frame
-from .rawclient import UPGRADE13
+from ..conftest import Starter
+from ..framing_helpers import client_frame
+from ..rawclient import UPGRADE13
 
 HIXIE = [Draft.HIXIE75, Draft.HIXIE76]
 HYBI = [Draft.HYBI07, Draft.HYBI08, Draft.RFC6455]

@@ -17,8 +17,8 @@ from websockets.typing import Origin, Subprotocol
 import wscompat
 from wscompat.cli import echo
 
-from .conftest import Starter
-from .rawclient import UPGRADE13, client_frame, close_code, open_rfc6455, read_to_eof, read_until
+from ..conftest import Starter
+from ..rawclient import UPGRADE13, client_frame, close_code, open_rfc6455, read_to_eof, read_until
 
 TEXTS = ["hello", "中文字符", "emoji 😀🎉", ""]
 

@@ -15,7 +15,7 @@ from wscompat.cli import main
 from wscompat.drafts import Draft
 from wscompat.vectors.format import vector_files
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 CORPUS = ROOT / "vectors"
 DRAFTS = [d.value for d in Draft]
 

@@ -8,7 +8,7 @@ import pytest
 
 from wscompat.vectors.format import Vector, check, load_all
 
-VECTORS = sorted(load_all([Path(__file__).parent.parent / "vectors"]), key=lambda v: v.id)
+VECTORS = sorted(load_all([Path(__file__).parents[2] / "vectors"]), key=lambda v: v.id)
 
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])

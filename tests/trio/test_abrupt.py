@@ -12,8 +12,8 @@ import wscompat
 from wscompat.drafts import Draft
 from wscompat.trio.client import connect
 
-from .conftest import Starter
-from .rawclient import UPGRADE13, RawPeer, client_frame, open_rfc6455
+from ..conftest import Starter
+from ..rawclient import UPGRADE13, RawPeer, client_frame, open_rfc6455
 
 
 def reset(stream: trio.SocketStream | RawPeer) -> None:

@@ -12,7 +12,7 @@ import trio
 
 from wscompat.trio.client import connect
 
-from .rawclient import UPGRADE13, read_until
+from ..rawclient import UPGRADE13, read_until
 
 # The server process may hold only this many descriptors: a few for Python itself and
 # the listening sockets, the rest for connections.

@@ -42,7 +42,7 @@ from wscompat.protocol.http import Headers, HeadParser, Request
 from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
 from wscompat.protocol.sniff import POLICY_REQUEST, Kind, sniff
 
-from .framing_helpers import client_frame, split
+from ..framing_helpers import client_frame, split
 
 T = TypeVar("T")
 HIXIE = (Draft.HIXIE75, Draft.HIXIE76)

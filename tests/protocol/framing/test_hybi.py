@@ -5,7 +5,7 @@ import pytest
 from wscompat.drafts import Draft
 from wscompat.protocol.framing import Closed, HybiFramer, Message, Pong, State
 
-from .framing_helpers import client_frame
+from ...framing_helpers import client_frame
 
 
 def feed(framer: HybiFramer, *frames: bytes) -> list[object]:

@@ -22,8 +22,8 @@ from wscompat.vectors.format import check, load
 from wscompat.vectors.recording import frame_end
 from wscompat.vectors.replay import ReplaySettings, replay_vector
 
-from .rawclient import read_to_eof
-from .test_cli import start
+from ..rawclient import read_to_eof
+from ..test_cli import start
 
 Starter = Callable[..., Awaitable[wscompat.Server]]
 SECRETS = ("session=s3cr3t-cookie", "Bearer s3cr3t-token", "Basic s3cr3t-proxy")

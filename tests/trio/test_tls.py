@@ -18,9 +18,9 @@ from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
 from wscompat.trio.client import connect
 
-from .conftest import Starter
-from .rawclient import read_to_eof
-from .test_cli import start
+from ..conftest import Starter
+from ..rawclient import read_to_eof
+from ..test_cli import start
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from websockets.sync.client import connect as ws_connect
 import wscompat
 from wscompat.cli import echo
 
-from .conftest import Starter
-from .rawclient import UPGRADE13, client_frame, close_code, open_rfc6455, read_to_eof
+from ..conftest import Starter
+from ..rawclient import UPGRADE13, client_frame, close_code, open_rfc6455, read_to_eof
 
 HOSTILE = {
     "unmasked": ([client_frame(1, b"hi", masked=False)], 1002),

@@ -24,8 +24,8 @@ import wscompat
 from wscompat.protocol.extensions import ClientDeflateFrameFactory, ClientPerMessageDeflateFactory
 from wscompat.trio.client import connect
 
-from .conftest import Starter
-from .rawclient import client_frame, close_code, read_to_eof, read_until
+from ..conftest import Starter
+from ..rawclient import client_frame, close_code, read_to_eof, read_until
 
 BIG = 2**20
 MESSAGES: list[str | bytes] = [
