@@ -314,16 +314,19 @@ class Connection(RequestView):
         if self._proto.ping_pending(payload) or self.closed:
             raise self._closed_exc()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = 1000, reason: str = "", *, shield: bool = False) -> None:
         """Close with the draft's closing handshake, waiting at most ``close_timeout``.
 
         On hixie drafts code and reason cannot be sent; they are kept for the log.
-        Unread messages are discarded.
+        Unread messages are discarded. With ``shield`` the handshake runs even in a
+        cancelled scope (still within ``close_timeout``): the server closes this way
+        when it shuts down, so clients get a close frame rather than a reset.
         """
         self._discard = True
         self._queue = _NO_MESSAGES
         self._reader_parked.wake()  # a reader paused on a full queue reads the answer
-        with trio.move_on_after(self._settings.close_timeout):
+        deadline = trio.current_time() + self._settings.close_timeout
+        with trio.CancelScope(deadline=deadline, shield=shield):
             if self._proto.state is State.OPEN and not self.closed:
                 self._proto.send_close(code, reason)
                 self._dispatch(self._proto.events())
@@ -340,11 +343,12 @@ class Connection(RequestView):
         elif self._reader != 1:
             await self._transport.aclose()
 
-    async def wait_reader(self, timeout: float) -> None:
-        """Wait, at most ``timeout``, for the reader to finish (its drain included)."""
+    async def wait_reader(self, timeout: float, *, shield: bool = False) -> None:
+        """Wait, at most ``timeout``, for the reader to finish (its drain included);
+        ``shield`` as for :meth:`close`."""
         if self._reader != 1:
             return
-        with trio.move_on_after(timeout):
+        with trio.CancelScope(deadline=trio.current_time() + timeout, shield=shield):
             while self._reader == 1:
                 await self._closers.wait()
 
@@ -585,6 +589,8 @@ class Connection(RequestView):
         """Send EOF, keeping the read side open to drain; a stream that cannot
         half-close (TLS) is closed outright. Shielded: the EOF is already marked sent,
         and a cancellation at trio's checkpoint before the shutdown would lose it."""
+        if self._transport.shutdown_write():
+            return  # done at once: no checkpoint, nothing to shield
         with trio.CancelScope(shield=True), contextlib.suppress(
             trio.BrokenResourceError, trio.ClosedResourceError
         ):

@@ -5,14 +5,18 @@ Each connection runs in one task, its handshake under ``handshake_timeout``; onc
 open, its reader runs as a second task in the same nursery (no nursery per
 connection). A handler that raises closes only its own connection (1011) and is
 logged; cancelling :func:`serve` closes every open connection with 1001 (or its
-draft's equivalent) within ``close_timeout``. Listening sockets use trio's accept
-loop, which backs off instead of crashing when file descriptors run out.
+draft's equivalent) within ``close_timeout``. Each listening socket has an accept
+loop (:func:`wscompat.trio.streams.accept_loop`) that takes a batch of connections per
+wake-up and backs off instead of crashing when file descriptors run out; a connection
+starts as a bare non-blocking socket and gets a trio stream only if TLS or the
+recorder needs one.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +31,13 @@ from wscompat.protocol.connection import Phase, ServerConnection
 from wscompat.protocol.http import error_response
 from wscompat.trio.connection import Connection, Flusher, IOSettings
 from wscompat.trio.policy import serve_policy
-from wscompat.trio.streams import PrefixedStream, fmt_remote, open_listeners, remote_of
+from wscompat.trio.streams import (
+    PrefixedStream,
+    accept_loop,
+    bind_listeners,
+    fmt_remote,
+    open_listeners,
+)
 from wscompat.trio.transport import Transport
 from wscompat.vectors.recorder import ConnectionRecorder, recorder_for
 
@@ -87,18 +97,28 @@ async def serve(
         base = options or ServerOptions()
         options = ServerOptions(**{**_as_dict(base), **kwargs})
     options = options or ServerOptions()
-    listeners = await open_listeners(host, port)
+    socks = await bind_listeners(host, port)
+    listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in socks]
     server = Server(listeners, options)
     for address in server.addresses:
         logger.info("listening on %s port %s", address[0], address[1])
-    async with trio.open_nursery() as connections:
-        flusher = Flusher(connections)
-        connections.start_soon(flusher.run)
-        serve_one = partial(_serve_connection, server, handler, connections, flusher)
-        await connections.start(
-            partial(trio.serve_listeners, serve_one, listeners, handler_nursery=connections)
-        )
-        task_status.started(server)
+    try:
+        async with trio.open_nursery() as connections:
+            flusher = Flusher(connections)
+            connections.start_soon(flusher.run)
+            serve_one = partial(_serve_connection, server, handler, nursery=connections,
+                                flusher=flusher)
+
+            def spawn(sock: socket.socket, remote: tuple[str, int] | None) -> None:
+                connections.start_soon(serve_one, sock, remote)
+
+            for sock in socks:
+                connections.start_soon(accept_loop, sock, spawn)
+            task_status.started(server)
+    finally:
+        for listener in listeners:
+            trio.lowlevel.notify_closing(listener.socket)
+            listener.socket.close()
 
 
 def _as_dict(options: ServerOptions) -> dict[str, Any]:
@@ -106,19 +126,18 @@ def _as_dict(options: ServerOptions) -> dict[str, Any]:
 
 
 async def _serve_connection(
-    server: Server, handler: Handler, nursery: trio.Nursery, flusher: Flusher,
-    stream: trio.abc.Stream,
+    server: Server, handler: Handler, sock: socket.socket, remote: tuple[str, int] | None,
+    *, nursery: trio.Nursery, flusher: Flusher,
 ) -> None:
     """One connection, whatever happens to it: nothing it raises reaches the accept loop,
     whose nursery every other connection shares. (One function, not a chain of them:
     each level would be a coroutine frame held for as long as the connection lives.)"""
     options = server.options
-    remote = remote_of(stream)
     started = time.monotonic()
     recorder = recorder_for(options)
+    transport = Transport(sock)
     if recorder is not None:
-        stream = recorder.wrap(stream)
-    transport = Transport(stream)
+        transport = Transport(recorder.wrap(transport.stream))
     server.active += 1
     try:
         if options.max_connections is not None and server.active > options.max_connections:
@@ -150,9 +169,8 @@ async def _serve_connection(
             if watchers is not None:
                 watchers.cancel()
             # Shielded so a shutdown still closes cleanly; both steps bound their own time.
-            with trio.CancelScope(shield=True):
-                await ws.close(code, reason)
-                await ws.wait_reader(options.close_timeout)
+            await ws.close(code, reason, shield=True)
+            await ws.wait_reader(options.close_timeout, shield=True)
             _ended(server, ws, started, recorder)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         logger.info("%s connection lost: %s", fmt_remote(remote), exc.__cause__ or exc)
@@ -332,6 +350,8 @@ def _log_refusal(proto: ServerConnection, remote: tuple[str, int] | None) -> Non
 
 
 def _log_connection(ws: Connection, started: float) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return  # its arguments alone cost a few microseconds per connection
     logger.info(
         "%s %s %s origin=%s %.3fs in=%d out=%d close=%s by=%s ext=%s",
         fmt_remote(ws.remote), ws.path, ws.draft, ws.origin or "-",

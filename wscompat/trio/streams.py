@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
+from collections.abc import Callable
+
 import trio
 
-__all__ = ["PrefixedStream", "fmt_remote", "open_listeners", "remote_of"]
+__all__ = [
+    "PrefixedStream", "accept_loop", "bind_listeners", "fmt_remote", "open_listeners",
+    "remote_of",
+]
+
+logger = logging.getLogger("wscompat.server")
+
+BACKLOG = 0xFFFF
+"""Listen backlog asked for; the kernel caps it at ``net.core.somaxconn``."""
+ACCEPT_BATCH = 64
+"""Connections accepted per wake-up before other tasks get a turn."""
+ACCEPT_BACKOFF = 0.1
+"""Seconds to pause accepting when the process or system is out of descriptors."""
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_CLIENT_GONE = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 
 class PrefixedStream(trio.abc.Stream):
@@ -37,21 +56,107 @@ class PrefixedStream(trio.abc.Stream):
 
 
 async def open_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
-    """Listeners on every address of ``host``, all on one port even when ``port`` is 0
-    (trio would otherwise pick a different free port per address family)."""
+    """trio listeners on every address of ``host``, all on one port (see
+    :func:`bind_listeners`)."""
+    return [
+        trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        for sock in await bind_listeners(host, port)
+    ]
+
+
+async def bind_listeners(host: str | None, port: int) -> list[socket.socket]:
+    """Non-blocking listening sockets on every address of ``host`` (``None``: all
+    interfaces), all on one port even when ``port`` is 0, where each address family
+    would otherwise get a free port of its own."""
     for _ in range(5):
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        ports = {listener.socket.getsockname()[1] for listener in listeners}
-        if port != 0 or len(ports) == 1:
-            return listeners
-        chosen = listeners[0].socket.getsockname()[1]
-        for listener in listeners:
-            await listener.aclose()
+        socks = await _bind_all(host, port)
+        if port != 0 or len({sock.getsockname()[1] for sock in socks}) == 1:
+            return socks
+        chosen = socks[0].getsockname()[1]
+        for sock in socks:
+            sock.close()
         try:
-            return await trio.open_tcp_listeners(chosen, host=host)
+            return await _bind_all(host, chosen)
         except OSError:
             continue  # taken in between by someone else: pick again
     raise OSError("could not find one free port for every address family")
+
+
+async def _bind_all(host: str | None, port: int) -> list[socket.socket]:
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    socks: list[socket.socket] = []
+    unsupported: list[OSError] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:
+                if exc.errno != errno.EAFNOSUPPORT:
+                    raise
+                unsupported.append(exc)  # e.g. IPv6 disabled in this kernel
+                continue
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    if not socks:
+        raise OSError(f"no address family of {host!r} is supported here: {unsupported}")
+    return socks
+
+
+async def accept_loop(
+    listener: socket.socket, spawn: Callable[[socket.socket, tuple[str, int] | None], None]
+) -> None:
+    """Accept connections forever, handing each non-blocking socket with its peer's
+    address to ``spawn``.
+
+    Up to ``ACCEPT_BATCH`` connections are taken per wake-up with no scheduler trip
+    between them. Out of descriptors (EMFILE and the like), it logs, pauses
+    ``ACCEPT_BACKOFF`` seconds and tries again: the clients wait in the kernel's
+    backlog meanwhile, and the server lives on.
+    """
+    while True:
+        await trio.lowlevel.wait_readable(listener)
+        for _ in range(ACCEPT_BATCH):
+            failure: OSError | None = None
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in _CLIENT_GONE:
+                    continue
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                failure = exc
+            if failure is not None:
+                logger.error("accept failed: %s (%s); retrying in %.1f s",
+                             errno.errorcode.get(failure.errno or 0, "?"), failure,
+                             ACCEPT_BACKOFF)
+                await trio.sleep(ACCEPT_BACKOFF)
+                break
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                sock.close()  # reset before we could set it up: nothing to serve
+                continue
+            spawn(sock, _address(address))
+
+
+def _address(address: object) -> tuple[str, int] | None:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (str(address[0]), int(address[1]))
+    return None
 
 
 def remote_of(stream: trio.abc.Stream) -> tuple[str, int] | None:

@@ -1,12 +1,15 @@
 """The byte stream under a connection, with a synchronous path where the OS gives one.
 
-A plain TCP connection is read and written with non-blocking ``os.read`` and
+A plain TCP connection (a non-blocking socket from the server's accept loop, or a
+``trio.SocketStream``) is read and written with non-blocking ``os.read`` and
 ``os.write`` on its descriptor, and waits with ``trio.lowlevel.wait_readable`` /
 ``wait_writable`` only when the kernel has nothing to give or no room to take: a read
 or write that can complete at once costs no trip through the scheduler, which is what
 lets a connection answer a burst of messages with one write. Any other stream (TLS,
 the recorder's wrapper, memory streams in tests) goes through trio's ``Stream`` API,
-and ``try_send`` / ``try_receive`` simply report that they cannot help.
+and ``try_send`` / ``try_receive`` simply report that they cannot help. A bare socket
+gets its ``trio.SocketStream`` only when something asks for :attr:`Transport.stream`
+(TLS and the recorder do); a plain connection never pays for one.
 
 All closing goes through :meth:`Transport.aclose`, which forgets the descriptor first:
 a descriptor number is reused by the kernel as soon as it is closed, so nothing may
@@ -26,12 +29,26 @@ __all__ = ["Transport"]
 
 
 class Transport:
-    __slots__ = ("_closed", "_fd", "stream")
+    __slots__ = ("_closed", "_fd", "_sock", "_stream")
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+    def __init__(self, stream: trio.abc.Stream | socket.socket) -> None:
+        self._sock: socket.socket | None = None
+        self._stream: trio.abc.Stream | None = None
+        if isinstance(stream, socket.socket):
+            self._sock = stream
+            self._fd = stream.fileno()
+        else:
+            self._stream = stream
+            self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
         self._closed = False
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The connection as a trio stream, made on first use for a bare socket."""
+        if self._stream is None:
+            assert self._sock is not None
+            self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
+        return self._stream
 
     @property
     def sync(self) -> bool:
@@ -40,7 +57,7 @@ class Transport:
 
     @property
     def secure(self) -> bool:
-        return isinstance(self.stream, trio.SSLStream)
+        return isinstance(self._stream, trio.SSLStream)
 
     def _check(self) -> int:
         if self._closed:
@@ -115,10 +132,15 @@ class Transport:
             return True
         if self._fd < 0:
             return False
-        assert isinstance(self.stream, trio.SocketStream)
         with contextlib.suppress(OSError):  # the peer is gone already: nothing to end
-            self.stream.socket.shutdown(socket.SHUT_WR)
+            self._socket().shutdown(socket.SHUT_WR)
         return True
+
+    def _socket(self) -> socket.socket | trio.socket.SocketType:
+        if self._sock is not None:
+            return self._sock
+        assert isinstance(self._stream, trio.SocketStream)
+        return self._stream.socket
 
     async def send_eof(self) -> None:
         """Half-close; a stream that cannot (TLS) is closed outright."""
@@ -138,8 +160,13 @@ class Transport:
             return False
         self._closed = True
         self._fd = -1
-        assert isinstance(self.stream, trio.SocketStream)
-        self.stream.socket.close()  # tells trio, which wakes any task waiting on it
+        if self._stream is None:
+            assert self._sock is not None
+            trio.lowlevel.notify_closing(self._sock)  # wakes any task waiting on it
+            self._sock.close()
+        else:
+            assert isinstance(self._stream, trio.SocketStream)
+            self._stream.socket.close()  # tells trio, which wakes any task waiting on it
         return True
 
     async def aclose(self) -> None:

@@ -22,7 +22,7 @@ Every rejection goes through :meth:`reject`, so each error maps to one response 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from websockets.extensions import Extension
 
@@ -259,7 +259,9 @@ class ServerHandshake:
         self._open(accepted, rest)
 
     def _open(self, accepted: Accepted, leftover: bytes) -> None:
-        self.accepted = replace(accepted, leftover=leftover)
+        a = accepted  # a direct constructor call: dataclasses.replace costs more
+        self.accepted = Accepted(a.draft, a.request, a.subprotocol, a.extensions, leftover,
+                                 a.negotiated)
         self._buffer = b""
         self.phase = Phase.OPEN
 
