@@ -260,6 +260,9 @@ class Established(_Open):
     def data_to_send(self) -> bytes:
         return self._framer().data_to_send()
 
+    def chunks_to_send(self) -> list[bytes]:
+        return self._framer().chunks_to_send()
+
 
 class ServerConnection(_Open):
     """The server side of one connection: handshake, then frames."""
@@ -344,6 +347,13 @@ class ServerConnection(_Open):
             self._head = b""
             return head + self.framer.data_to_send()
         return self.framer.data_to_send()
+
+    def chunks_to_send(self) -> list[bytes]:
+        """:meth:`data_to_send` as pieces, for a vectored write."""
+        if self.framer is None or self._head:
+            data = self.data_to_send()
+            return [data] if data else []
+        return self.framer.chunks_to_send()
 
     @property
     def wants_write(self) -> bool:
@@ -442,6 +452,9 @@ class ClientConnection(_Open):
 
     def data_to_send(self) -> bytes:
         return b"" if self.framer is None else self.framer.data_to_send()
+
+    def chunks_to_send(self) -> list[bytes]:
+        return [] if self.framer is None else self.framer.chunks_to_send()
 
     @property
     def wants_write(self) -> bool:

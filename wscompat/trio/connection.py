@@ -67,6 +67,10 @@ Data = str | bytes
 _NO_MESSAGES: tuple[()] = ()
 FAIR_RUN = 256
 """receive()/send() calls that need not wait between two checkpoints of a connection."""
+COALESCE_BELOW = 16384
+"""Messages shorter than this, sent while more are queued, wait to leave in one write
+with the others; a longer one is written at once (a write of its own costs little
+beside its size, and gathering it would copy it)."""
 
 
 @dataclass(frozen=True)
@@ -282,9 +286,15 @@ class Connection(RequestView):
             proto.send_binary(bytes(message))
         else:
             raise TypeError(f"can only send str or bytes, not {type(message).__name__}")
-        if self._queue and self._flusher is not None and self._transport.sync:
+        if (
+            self._queue
+            and self._flusher is not None
+            and self._transport.sync
+            and len(message) < COALESCE_BELOW
+        ):
             # A burst: this frame leaves with the others in one write.
-            self._out += proto.data_to_send()
+            for chunk in proto.chunks_to_send():
+                self._out += chunk
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 self._flusher.schedule(self)
@@ -495,20 +505,28 @@ class Connection(RequestView):
     def _write_now(self) -> None:
         """Write the framer's output, behind any backlog, as far as the kernel takes
         it without waiting; the rest stays in ``_out``."""
-        data = self._proto.data_to_send()
+        chunks = self._proto.chunks_to_send()
         out = self._out
         if self._writing:  # the task in an async write takes everything in _out
-            out += data
+            for chunk in chunks:
+                out += chunk
             return
         try:
             if out:
-                out += data
+                for chunk in chunks:
+                    out += chunk
                 written = self._transport.try_send(out)
                 del out[:written]
-            elif data:
+            elif len(chunks) == 1:
+                data = chunks[0]
                 written = self._transport.try_send(data)
                 if written < len(data):
                     out += memoryview(data)[written:]
+            elif chunks:
+                # Header and payload in one writev: a large payload is never copied
+                # into a joined frame first.
+                written = self._transport.try_sendv(chunks)
+                _keep_unwritten(out, chunks, written)
             else:
                 return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -620,6 +638,17 @@ class Connection(RequestView):
         if self.close_code is None:
             return ConnectionClosedError(1006, "connection is closing")
         return closed_error(self.close_code, self.close_reason or "")
+
+
+def _keep_unwritten(out: bytearray, chunks: list[bytes], written: int) -> None:
+    """Append to ``out`` what a vectored write of ``chunks`` left unwritten."""
+    for chunk in chunks:
+        if written >= len(chunk):
+            written -= len(chunk)
+            continue
+        with memoryview(chunk) as view:
+            out += view[written:]
+        written = 0
 
 
 def _preview(data: Data | bytearray | memoryview, limit: int = 64) -> str:

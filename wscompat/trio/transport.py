@@ -27,6 +27,9 @@ import trio
 
 __all__ = ["Transport"]
 
+IOV_MAX = 1024
+"""Buffers per ``writev`` (POSIX guarantees at least 16; Linux allows 1024)."""
+
 
 class Transport:
     __slots__ = ("_closed", "_fd", "_sock", "_stream")
@@ -104,6 +107,19 @@ class Transport:
             return 0
         try:
             return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"write failed: {exc}") from exc
+
+    def try_sendv(self, chunks: list[bytes]) -> int:
+        """Like :meth:`try_send` for several buffers, written with one ``writev`` and no
+        join (at most ``IOV_MAX`` of them per call)."""
+        fd = self._check()
+        if fd < 0:
+            return 0
+        try:
+            return os.writev(fd, chunks if len(chunks) <= IOV_MAX else chunks[:IOV_MAX])
         except BlockingIOError:
             return 0
         except OSError as exc:

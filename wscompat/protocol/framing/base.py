@@ -81,6 +81,12 @@ class Framer(abc.ABC):
     @abc.abstractmethod
     def data_to_send(self) -> bytes: ...
 
+    def chunks_to_send(self) -> list[bytes]:
+        """What :meth:`data_to_send` would return, as the pieces it would join: an I/O
+        layer that writes them with one ``writev`` saves copying a large payload."""
+        data = self.data_to_send()
+        return [data] if data else []
+
     @abc.abstractmethod
     def send_text(self, text: str) -> None: ...
 

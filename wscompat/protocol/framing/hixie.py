@@ -46,25 +46,35 @@ class HixieFramer(Framer):
         self._reset_frame()
 
     def _reset_frame(self) -> None:
-        """Per-frame scan state, so a frame arriving in many reads is scanned once.
+        """State of a sentinel frame that did not end in the read it began in.
 
-        ``_scan`` is where the search for the end byte resumes, counted from the frame's
-        first byte; the incremental UTF-8 decoder exists only while a text frame is
-        incomplete (a frame that arrives whole is decoded in one call).
+        Such a frame never waits in the buffer: each read's share of it is scanned for
+        the end byte and, for text, decoded at once into ``_parts``, so a large message
+        costs one decode and one join, with no buffer growing (and copied on every
+        growth) to its size. ``_carry`` holds an incomplete UTF-8 sequence (at most
+        three bytes) until the next read; ``_size`` counts the frame's bytes so far.
         """
-        self._scan = 1
-        self._utf8: codecs.IncrementalDecoder | None = None
+        self._frame: int | None = None
+        self._size = 0
         self._parts: list[str] = []
+        self._carry = b""
 
     # -- receiving ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
         if self.state is State.CLOSED or self.eof_wanted:
             return
-        buf = self._buf
-        buf += data
-        pos = 0
         try:
+            buf = self._buf
+            if self._frame is None:
+                buf += data
+            else:
+                after = self._continue_frame(data)
+                if after < 0:
+                    return
+                with memoryview(data) as view:
+                    buf += view[after:]
+            pos = 0
             while pos < len(buf) and not self.eof_wanted:
                 end = self._parse_one(pos)
                 if end < 0:
@@ -72,7 +82,8 @@ class HixieFramer(Framer):
                 pos = end
         except ProtocolViolation as exc:
             self.abort(exc.code, exc.reason)
-        if pos and buf:  # a close or an abort has already emptied the buffer
+            return
+        if pos and buf:  # a close has already emptied the buffer
             del buf[:pos]
 
     def _parse_one(self, pos: int) -> int:
@@ -85,48 +96,71 @@ class HixieFramer(Framer):
 
     def _sentinel(self, frame_type: int, pos: int) -> int:
         buf = self._buf
-        scan = self._scan
-        end = buf.find(0xFF, pos + scan)
-        stop = len(buf) if end < 0 else end
-        over = self._max is not None and stop - pos - 1 > self._max
-        text = frame_type == 0x00 and self.state is State.OPEN
-        if text and (end < 0 or over):
+        end = buf.find(0xFF, pos + 1)
+        if end >= 0 and (self._max is None or end - pos - 1 <= self._max):
+            if frame_type == 0x00 and self.state is State.OPEN:
+                with memoryview(buf) as view:
+                    self._decode(view[pos + 1 : end], final=True)
+                self._deliver()
+            return end + 1
+        # Not complete in this read (or over the limit): the frame goes on piece by
+        # piece, and its bytes leave the buffer.
+        self._frame = frame_type
+        self._continue_frame(buf, pos + 1)  # -1 here: over the limit has raised
+        del buf[pos:]
+        return -1
+
+    def _continue_frame(self, data: bytes | bytearray, start: int = 0) -> int:
+        """Take the current sentinel frame's share of ``data[start:]``: the offset past
+        its end byte, or -1 when it goes on in the next read."""
+        end = data.find(0xFF, start)
+        stop = len(data) if end < 0 else end
+        size = self._size + stop - start
+        over = self._max is not None and size > self._max
+        text = self._frame == 0x00 and self.state is State.OPEN
+        if text:
             # The bytes before the limit are checked before the limit is, so that an
             # invalid byte there fails the frame (1007) however the input was split.
-            upto = stop if self._max is None else min(stop, pos + 1 + self._max)
-            self._decode(buf, pos + scan, upto, final=False)
+            upto = start + (self._max - self._size) if self._max is not None and over else stop
+            with memoryview(data) as view:
+                self._decode(view[start:upto], final=end >= 0 and not over)
         if over:
             if end < 0:
                 raise MessageTooBig(f"frame exceeds {self._max} bytes without an end byte")
             raise MessageTooBig(f"message exceeds {self._max} bytes")
         if end < 0:
-            self._scan = len(buf) - pos
+            self._size = size
             return -1
         if text:
-            if self._utf8 is None:  # the whole frame came at once: one decode
-                try:
-                    message = buf[pos + 1 : end].decode()
-                except UnicodeDecodeError as exc:
-                    raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
-            else:  # decoded piece by piece as it came: only the tail is left
-                self._decode(buf, pos + scan, end, final=True)
-                message = "".join(self._parts)
-            self._events.append(Message(message))
+            self._deliver()
         self._reset_frame()
         return end + 1
 
-    def _decode(self, buf: bytearray, start: int, stop: int, *, final: bool) -> None:
-        """Decode ``buf[start:stop]`` into the frame's text so far; a frame fails (1007)
-        as soon as its bytes can no longer be UTF-8."""
-        if self._utf8 is None:
-            self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
-            self._parts = []
-        try:
-            # A slice, not a memoryview: the error would keep a view, and with it the
-            # buffer, from being resized.
-            self._parts.append(self._utf8.decode(buf[start:stop], final))
-        except UnicodeDecodeError as exc:
-            raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
+    def _decode(self, piece: memoryview, *, final: bool) -> None:
+        """Decode ``piece`` into the frame's text; the frame fails (1007) as soon as its
+        bytes can no longer be UTF-8. Decoded from the caller's buffer, not a copy; the
+        view is released before an error leaves, as a view kept alive by the error
+        would keep the buffer from being resized."""
+        with piece:
+            try:
+                if self._carry:  # a character cut between two reads: a small copy
+                    joined = self._carry + piece
+                    text, used = codecs.utf_8_decode(joined, "strict", final)
+                    self._carry = joined[used:]
+                else:
+                    text, used = codecs.utf_8_decode(piece, "strict", final)
+                    self._carry = bytes(piece[used:])
+            except UnicodeDecodeError as exc:
+                reason = exc.reason
+            else:
+                self._parts.append(text)
+                return
+        raise ProtocolViolation(f"invalid UTF-8: {reason}", 1007)
+
+    def _deliver(self) -> None:
+        parts = self._parts
+        self._events.append(Message(parts[0] if len(parts) == 1 else "".join(parts)))
+        self._parts = []
 
     def _length_prefixed(self, frame_type: int, pos: int) -> int:
         buf = self._buf
@@ -162,6 +196,7 @@ class HixieFramer(Framer):
         self.state = State.CLOSED
         self.eof_wanted = True
         self._buf.clear()
+        self._reset_frame()
         self._events.append(Closed(code, reason, by_peer))
 
     def receive_eof(self) -> None:
@@ -169,7 +204,7 @@ class HixieFramer(Framer):
             return
         if self._close_sent:
             self._finish(*self._closing, by_peer=False)
-        elif self.draft is Draft.HIXIE75 and not self._buf:
+        elif self.draft is Draft.HIXIE75 and not self._buf and self._frame is None:
             self._finish(1000, "", by_peer=True)  # the only way hixie-75 ever closes
         else:
             self._finish(1006, "connection lost", by_peer=True)
@@ -187,6 +222,10 @@ class HixieFramer(Framer):
     def data_to_send(self) -> bytes:
         out, self._out = self._out, []
         return b"".join(out)
+
+    def chunks_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
 
     def _check_open(self) -> None:
         if self.state is not State.OPEN:
@@ -225,4 +264,5 @@ class HixieFramer(Framer):
         """Fail the connection: no closing handshake, TCP is closed."""
         if self.state is not State.CLOSED:
             self._finish(code, reason, by_peer=False)
+
 

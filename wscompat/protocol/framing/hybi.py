@@ -111,6 +111,9 @@ class HybiFramer(Framer):
             self._make_protocol()
         self.eof_wanted = False
         self._buf = bytearray()
+        self._pending: list[bytes] = []
+        self._missing = 0
+        """Bytes a large frame still lacks; they wait in ``_pending`` until it is whole."""
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._parts: list[bytes] = []
@@ -139,8 +142,17 @@ class HybiFramer(Framer):
         p = self._lazy
         if p is not None and p.reader.eof:
             return
+        if self._missing:
+            # The rest of a large frame: kept as it came, joined once it is whole,
+            # rather than grown into the buffer (and copied again) read after read.
+            self._pending.append(bytes(data))
+            self._missing -= len(data)
+            if self._missing > 0:
+                return
+            self._join_pending()
+        else:
+            self._buf += data
         buf = self._buf
-        buf += data
         size = len(buf)
         pos = 0
         events = self._events
@@ -156,6 +168,8 @@ class HybiFramer(Framer):
             if end > size:
                 if self._fails_early(first, buf[pos + 1], length):
                     pos = self._hand_over(buf, pos, size)
+                elif end - size >= GATHER_FROM:
+                    self._missing = end - size
                 break
             if (
                 first in (0x81, 0x82)
@@ -202,7 +216,14 @@ class HybiFramer(Framer):
         self._drain()
         return end
 
+    def _join_pending(self) -> None:
+        self._buf = bytearray().join([self._buf, *self._pending])
+        self._pending = []
+        self._missing = 0
+
     def receive_eof(self) -> None:
+        if self._pending:
+            self._join_pending()
         p = self._p
         if self._buf and not p.reader.eof:
             # An incomplete frame: the protocol reports the abrupt end (1006) as usual.
@@ -296,6 +317,10 @@ class HybiFramer(Framer):
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def chunks_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
     def send_text(self, text: str) -> None:
         if self._serialize and ((p := self._lazy) is None or p.state is WsState.OPEN):
             payload = text.encode()
@@ -328,6 +353,8 @@ class HybiFramer(Framer):
 
 
 _OPCODES = frozenset(int(op) for op in Opcode)
+GATHER_FROM = 65536
+"""A frame still lacking this many bytes or more is gathered in pieces, then joined."""
 
 
 def _smaller(a: int | None, b: int | None) -> int | None:
