@@ -112,3 +112,73 @@ def test_a_length_header_announcing_2_63_bytes_is_cut_off_at_once() -> None:
 def test_not_a_hixie_draft() -> None:
     with pytest.raises(ValueError, match="not a hixie draft"):
         HixieFramer(Draft.RFC6455)
+
+
+# -- a frame spread over many reads ------------------------------------------------------
+
+EMOJI_TEXT = "a\U0001f600b中" * 3000
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 4096])
+def test_a_long_frame_in_many_reads_keeps_characters_cut_between_reads(step: int) -> None:
+    data = b"\x00" + EMOJI_TEXT.encode() + b"\xff\x00next\xff\xff\x00"
+    f = HixieFramer(max_message_size=None)
+    for i in range(0, len(data), step):
+        f.receive_data(data[i : i + step])
+    events = f.events()
+    assert events[:2] == [Message(EMOJI_TEXT), Message("next")]
+    assert isinstance(events[2], Closed)
+    assert f.data_to_send() == b"\xff\x00"
+
+
+def test_a_long_frame_leaves_the_buffer_as_it_is_read() -> None:
+    f = HixieFramer(max_message_size=None)
+    f.receive_data(b"\x00" + b"x" * 100_000)
+    f.receive_data(b"y" * 100_000 + b"\xe4\xb8")
+    assert len(f._buf) == 0  # what is read is decoded at once, not held
+    f.receive_data(b"\xad\xff")
+    assert f.events() == [Message("x" * 100_000 + "y" * 100_000 + "中")]
+
+
+def test_invalid_utf8_fails_in_the_read_it_comes_in_not_at_the_end_byte() -> None:
+    f = HixieFramer(max_message_size=None)
+    f.receive_data(b"\x00" + b"ok" * 1000)
+    assert f.events() == []
+    f.receive_data(b"\xc3\x28 and more")  # no end byte yet
+    assert f.events() == [Closed(1007, "invalid UTF-8: invalid continuation byte", False)]
+    assert f.state is State.CLOSED
+
+
+@pytest.mark.parametrize("first", [1, 500, 999, 1000])
+def test_the_limit_holds_across_reads_and_at_exactly_the_limit(first: int) -> None:
+    f = HixieFramer(max_message_size=1000)
+    f.receive_data(b"\x00" + b"a" * first)
+    f.receive_data(b"a" * (1000 - first) + b"\xff")
+    assert f.events() == [Message("a" * 1000)]
+    f.receive_data(b"\x00" + b"a" * first)
+    f.receive_data(b"a" * (1001 - first))
+    [closed] = f.events()
+    assert isinstance(closed, Closed) and closed.code == 1009
+
+
+def test_bad_utf8_before_the_limit_is_1007_even_when_the_read_passes_the_limit() -> None:
+    f = HixieFramer(max_message_size=10)
+    f.receive_data(b"\x00abc")
+    f.receive_data(b"\xc3\x28" + b"z" * 50)
+    [closed] = f.events()
+    assert isinstance(closed, Closed) and closed.code == 1007
+
+
+def test_a_discarded_sentinel_frame_spread_over_reads_is_skipped() -> None:
+    f = HixieFramer(max_message_size=None)
+    f.receive_data(b"\x01" + b"\x80" * 5000)
+    f.receive_data(b"\x80" * 5000 + b"\xff\x00after\xff")
+    assert f.events() == [Message("after")]
+
+
+def test_eof_inside_a_frame_spread_over_reads_is_an_abrupt_end() -> None:
+    f = HixieFramer(Draft.HIXIE75, max_message_size=None)
+    f.receive_data(b"\x00partial")
+    f.receive_eof()
+    [closed] = f.events()
+    assert isinstance(closed, Closed) and closed.code == 1006

@@ -154,3 +154,48 @@ def test_close_between_fragments_is_echoed() -> None:
                   client_frame(0, b"ment"))
     assert events == [Closed(1000, "", True)]
     assert f.data_to_send() == b"\x88\x02\x03\xe8"
+
+
+# -- a large frame over many reads ---------------------------------------------------------
+
+BIG = bytes(range(256)) * 1024  # 256 KiB, past GATHER_FROM
+
+
+@pytest.mark.parametrize("step", [1000, 65536, 100_000])
+def test_a_large_frame_is_gathered_then_joined_once(step: int) -> None:
+    data = client_frame(2, BIG) + client_frame(1, b"after") + client_frame(8, b"\x03\xe8")
+    f = HybiFramer(max_message_size=None)
+    events: list[object] = []
+    for i in range(0, len(data), step):
+        f.receive_data(data[i : i + step])
+        events += f.events()
+        if 0 < i < len(BIG) - 65536:
+            assert len(f._buf) < 65536 + step  # the rest waits in pieces, not grown
+    assert events[:2] == [Message(BIG), Message("after")]
+    assert isinstance(events[2], Closed) and events[2].code == 1000
+
+
+def test_eof_while_a_large_frame_is_gathered_is_an_abrupt_end() -> None:
+    data = client_frame(2, BIG)
+    f = HybiFramer(max_message_size=None)
+    f.receive_data(data[:70_000])
+    f.receive_data(data[70_000:140_000])
+    f.receive_eof()
+    [closed] = f.events()
+    assert isinstance(closed, Closed) and closed.code == 1006
+
+
+def test_a_frame_over_the_limit_is_refused_from_its_header_not_gathered() -> None:
+    f = HybiFramer(max_message_size=100_000)
+    f.receive_data(client_frame(2, BIG)[:20])
+    [closed] = f.events()
+    assert isinstance(closed, Closed) and closed.code == 1009
+    assert f._missing == 0
+
+
+def test_chunks_to_send_are_header_and_payload_without_a_join() -> None:
+    f = HybiFramer()
+    f.send_binary(BIG)
+    chunks = f.chunks_to_send()
+    assert chunks[1] is BIG and b"".join(chunks) == b"\x82\x7f" + len(BIG).to_bytes(8, "big") + BIG
+    assert f.chunks_to_send() == [] and f.data_to_send() == b""
