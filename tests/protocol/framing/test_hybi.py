@@ -199,3 +199,60 @@ def test_chunks_to_send_are_header_and_payload_without_a_join() -> None:
     chunks = f.chunks_to_send()
     assert chunks[1] is BIG and b"".join(chunks) == b"\x82\x7f" + len(BIG).to_bytes(8, "big") + BIG
     assert f.chunks_to_send() == [] and f.data_to_send() == b""
+
+
+# -- the close answered without websockets' protocol --------------------------------------
+
+CLOSE_PAYLOADS = [
+    b"",
+    b"\x03\xe8",
+    b"\x03\xe8" + "bye 中".encode(),
+    b"\x0f\xa0" + b"r" * 123,  # 4000, the longest reason
+    b"\x03\xe7",  # 999: not a valid code
+    b"\x03\xed",  # 1005 may not be sent
+    b"\x03",  # one byte: no room for a code
+    b"\x03\xe8\xc3\x28",  # a reason that is not UTF-8
+]
+
+
+def _closing(framer: HybiFramer, payload: bytes) -> list[object]:
+    """Everything observable of a close arriving, then data, then EOF."""
+    seen: list[object] = []
+    framer.receive_data(client_frame(8, payload) + client_frame(1, b"after the close"))
+    seen += [framer.events(), framer.data_to_send(), framer.eof_wanted, framer.state]
+    try:
+        framer.send_text("too late")
+    except Exception as exc:
+        seen.append((type(exc), str(exc)))
+    framer.receive_eof()
+    seen += [framer.events(), framer.data_to_send(), framer.state]
+    return seen
+
+
+@pytest.mark.parametrize("payload", CLOSE_PAYLOADS)
+def test_the_fast_close_is_indistinguishable_from_the_protocols(payload: bytes) -> None:
+    fast = HybiFramer()
+    slow = HybiFramer()
+    _ = slow._p  # the protocol exists already: the close goes through it
+    assert _closing(fast, payload) == _closing(slow, payload)
+
+
+def test_a_fast_close_echoes_the_payload_and_asks_for_eof() -> None:
+    f = HybiFramer()
+    f.receive_data(client_frame(8, b"\x03\xe8bye"))
+    assert f.events() == [Closed(1000, "bye", True)]
+    assert f.data_to_send() == b"\x88\x05\x03\xe8bye"
+    assert f.eof_wanted and f.state is State.CLOSING
+    assert f._lazy is None  # answered without making the protocol
+    f.receive_eof()
+    assert f.state is State.CLOSED and f.events() == []
+
+
+def test_the_protocol_made_after_a_fast_close_is_in_the_closed_state() -> None:
+    f = HybiFramer()
+    f.receive_data(client_frame(8, b"\x03\xe8"))
+    f.events()
+    f.data_to_send()
+    f.abort(1011, "late abort")  # needs the protocol: made now, already closing
+    assert f.events() == [] and f.data_to_send() == b""
+    assert f.state is State.CLOSING

@@ -233,7 +233,11 @@ class HixieFramer(Framer):
 
     def send_text(self, text: str) -> None:
         self._check_open()
-        self._out += (b"\x00", text.encode(), b"\xff")
+        data = text.encode()
+        if len(data) < 4096:  # one piece, one write; a long text is not copied again
+            self._out.append(b"\x00" + data + b"\xff")
+        else:
+            self._out += (b"\x00", data, b"\xff")
 
     def send_binary(self, data: bytes) -> None:
         if self._binary == "base64":

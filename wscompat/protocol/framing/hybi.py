@@ -17,7 +17,8 @@ import codecs
 import sys
 from typing import Any
 
-from websockets.frames import Frame, Opcode
+from websockets.exceptions import ProtocolError
+from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import CLIENT, SERVER, Protocol
 from websockets.protocol import State as WsState
 
@@ -107,6 +108,9 @@ class HybiFramer(Framer):
         self._max_message = max_message_size
         self._max_frame = max_frame_size
         self._limit = _smaller(max_message_size, max_frame_size)
+        self._close_frame: bytes | None = None
+        """The peer's close frame, when the fast path answered it (see _fast_close)."""
+        self._eof_seen = False
         if extensions:
             self._make_protocol()
         self.eof_wanted = False
@@ -125,6 +129,14 @@ class HybiFramer(Framer):
         p = self._lazy = _Protocol(self._side, max_size=(self._max_message, self._max_frame))
         if self._extensions:
             p.extensions = self._extensions
+        if self._close_frame is not None:
+            # Closed by the fast path: the protocol is brought to the state it would be
+            # in had it seen the close itself. What it writes went out already.
+            p.receive_data(self._close_frame)
+            if self._eof_seen:
+                p.receive_eof()
+            p.events_received()
+            p.data_to_send()
         return p
 
     @property
@@ -134,14 +146,18 @@ class HybiFramer(Framer):
     @property
     def state(self) -> State:  # type: ignore[override]
         p = self._lazy
-        return State.OPEN if p is None else _STATE.get(p.state, State.CLOSED)
+        if p is None:
+            if self._close_frame is None:
+                return State.OPEN
+            return State.CLOSED if self._eof_seen else State.CLOSING
+        return _STATE.get(p.state, State.CLOSED)
 
     # -- receiving ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
         p = self._lazy
-        if p is not None and p.reader.eof:
-            return
+        if (p is not None and p.reader.eof) or (p is None and self._close_frame is not None):
+            return  # after a close, input is discarded (RFC 6455 §1.4)
         if self._missing:
             # The rest of a large frame: kept as it came, joined once it is whole,
             # rather than grown into the buffer (and copied again) read after read.
@@ -195,8 +211,41 @@ class HybiFramer(Framer):
                     continue
                 except UnicodeDecodeError:
                     pass  # the slow path reports it (1007), as for any text frame
+            elif (
+                first == 0x88
+                and self._lazy is None
+                and self._side is SERVER
+                and self._plain
+                and buf[pos + 1] & 0x80 == self._mask_bit
+                and length <= 125
+                and (self._limit is None or length <= self._limit)
+                and self._fast_close(bytes(buf[pos:end]), head)
+            ):
+                pos = size  # what follows a close is discarded
+                break
             pos = self._hand_over(buf, pos, end)
         del buf[:pos]
+
+    def _fast_close(self, frame: bytes, head: int) -> bool:
+        """Answer a client's valid close frame without websockets' protocol, exactly as
+        it would: echo the payload, send EOF (the server closes TCP first), report the
+        close. False, having done nothing, for a close the protocol must judge.
+
+        Every connection ends this way, and making the protocol only to close it was a
+        tenth of a short connection's cost. Should anything need the protocol later,
+        it is made then and shown the same close frame (see ``_make_protocol``).
+        """
+        payload = apply_mask(frame[head:], frame[head - 4 : head])
+        try:
+            close = Close.parse(payload)
+        except (ProtocolError, UnicodeDecodeError):
+            return False
+        self._close_frame = frame
+        self._out.append(bytes((0x88, len(payload))) + payload)
+        self.eof_wanted = True
+        self._closed_reported = True
+        self._events.append(Closed(int(close.code), close.reason, True))
+        return True
 
     def _fails_early(self, first: int, second: int, length: int) -> bool:
         """The protocol rejects this frame from its header alone."""
@@ -222,6 +271,9 @@ class HybiFramer(Framer):
         self._missing = 0
 
     def receive_eof(self) -> None:
+        if self._lazy is None and self._close_frame is not None:
+            self._eof_seen = True  # the closing handshake is complete: nothing to report
+            return
         if self._pending:
             self._join_pending()
         p = self._p
@@ -321,17 +373,30 @@ class HybiFramer(Framer):
         out, self._out = self._out, []
         return out
 
+    def _add_frame(self, header: bytes, payload: bytes) -> None:
+        """A small frame as one piece (one ``write``), a large one as two (one
+        ``writev``, the payload never copied)."""
+        if len(payload) < SPLIT_FROM:
+            self._out.append(header + payload)
+        else:
+            self._out += (header, payload)
+
+    @property
+    def _open(self) -> bool:
+        p = self._lazy
+        return self._close_frame is None if p is None else p.state is WsState.OPEN
+
     def send_text(self, text: str) -> None:
-        if self._serialize and ((p := self._lazy) is None or p.state is WsState.OPEN):
+        if self._serialize and self._open:
             payload = text.encode()
-            self._out += (hybi_header_bytes(0x81, len(payload)), payload)
+            self._add_frame(hybi_header_bytes(0x81, len(payload)), payload)
             return
         self._p.send_text(text.encode("utf-8"))
         self._collect()
 
     def send_binary(self, data: bytes) -> None:
-        if self._serialize and ((p := self._lazy) is None or p.state is WsState.OPEN):
-            self._out += (hybi_header_bytes(0x82, len(data)), data)
+        if self._serialize and self._open:
+            self._add_frame(hybi_header_bytes(0x82, len(data)), data)
             return
         self._p.send_binary(data)
         self._collect()
@@ -353,6 +418,8 @@ class HybiFramer(Framer):
 
 
 _OPCODES = frozenset(int(op) for op in Opcode)
+SPLIT_FROM = 4096
+"""Payloads this long or longer leave as a piece of their own (see ``_add_frame``)."""
 GATHER_FROM = 65536
 """A frame still lacking this many bytes or more is gathered in pieces, then joined."""
 
