@@ -693,6 +693,34 @@ async def test_send_does_not_wait_while_at_most_write_limit_is_queued(
     assert sends_before_the_peer_read == count
 
 
+async def test_what_the_kernel_did_not_take_leaves_while_the_handler_waits_elsewhere(
+    start_server: Starter,
+) -> None:
+    """A send below write_limit returns without waiting, and the part of its frame the
+    kernel could not take yet still leaves on its own: the handler here never calls
+    the connection again, yet the peer, reading slowly, gets the whole message."""
+    size, write_limit = 16 << 20, 64 << 20  # more than any kernel buffer takes at once
+    sent = trio.Event()
+
+    async def handler(ws: Connection) -> None:
+        await ws.receive()
+        await ws.send(numbered(0, size))
+        sent.set()
+        await trio.sleep(TEST_BOUND)  # waits on something else; the connection is idle
+
+    server = await start_server(handler, write_limit=write_limit)
+    with trio.fail_after(TEST_BOUND):
+        peer = await open_peer(server.port, rcvbuf=PEER_RCVBUF)
+        await peer.send_all(client_frame(TEXT, b"go"))
+        await sent.wait()
+        await trio.sleep(0.05)  # the peer's window is full: the rest waits in the server
+        assert server.connections
+        [ws] = server.connections
+        assert ws.stats.bytes_out < server_frame_size(size)  # not all taken at once
+        assert await FrameReader(peer).frame() == (BINARY, numbered(0, size))
+        await peer.aclose()
+
+
 # -- cancellation --------------------------------------------------------------------------
 
 DEADLINE = 0.3

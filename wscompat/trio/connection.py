@@ -302,10 +302,16 @@ class Connection(RequestView):
             self._write_now()
             if proto.close_code is not None:  # the write found the peer gone
                 raise self._closed_exc()
+        flusher = self._flusher
         if len(self._out) + self._in_flight > self._settings.write_limit or (
-            self._out and not self._transport.sync
+            self._out and (flusher is None or not self._transport.sync)
         ):
             await self._flush()
+        elif self._out and flusher is not None and not self._writing and not self._flush_scheduled:
+            # The kernel took part of it: the flusher carries on with the rest, so it
+            # leaves even if the application next waits on something else entirely.
+            self._flush_scheduled = True
+            flusher.schedule(self)
 
     async def ping(self, data: bytes | None = None) -> None:
         """Send a ping and return when its pong arrives (UnsupportedByDraft on hixie)."""
