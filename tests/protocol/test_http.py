@@ -78,3 +78,34 @@ def test_headers_container() -> None:
     assert headers.tokens("a") == ["x", "y", "z"]
     assert "A" in headers and "b" not in headers and len(headers) == 2
     assert headers.count("a") == 2 and headers.get("b", "d") == "d"
+
+
+COMPACT_CASES = [
+    [("Host", "example.com:80"), ("X-Empty", ""), ("X-Colons", "a: b: c"), ("Host", "twice")],
+    [("Origin", "http://é.example"), ("Sec-WebSocket-Key1", "4 @1  46546xW%0l 1 5")],
+    [("X-Made-By-Hand", "line\r\nbreak")],  # never from the parser: kept as it is
+    [("Bad:Name", "value")],
+    [],
+]
+
+
+@pytest.mark.parametrize("items", COMPACT_CASES)
+def test_compacted_headers_read_back_the_same(items: list[tuple[str, str]]) -> None:
+    headers = Headers(items)
+    assert headers.get("host") == next((v for n, v in items if n == "Host"), None)
+    headers.compact()
+    assert list(headers) == items
+    assert len(headers) == len(items) and headers == Headers(items)
+    for name, value in items:
+        assert value in headers.get_all(name.upper())
+
+
+def test_a_parsed_request_compacts_to_one_string() -> None:
+    request = HeadParser().feed(
+        b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nX-Value: a: b\r\n\r\n"
+    )
+    assert request is not None
+    request.headers.compact()
+    assert request.headers._items is None  # held packed while nothing asks
+    assert request.headers.get("x-value") == "a: b"
+    assert list(request.headers) == [("Host", "h"), ("Upgrade", "websocket"), ("X-Value", "a: b")]

@@ -44,26 +44,47 @@ class Headers:
     every question was the largest cost of the handshake path.
     """
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_index", "_items", "_packed")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = list(items)
+        self._items: list[tuple[str, str]] | None = list(items)
         self._index: dict[str, list[str]] | None = None
+        self._packed = ""
+
+    @property
+    def _fields(self) -> list[tuple[str, str]]:
+        items = self._items
+        if items is None:
+            # Names hold no colon and values no CR or LF (the parser refuses both), so
+            # the first ": " of each line is where its name ends.
+            items = self._items = [
+                (name, value)
+                for name, _, value in (line.partition(": ") for line in self._packed.split("\r\n"))
+            ]
+            self._packed = ""
+        return items
 
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
             index = {}
-            for key, value in self._items:
+            for key, value in self._fields:
                 index.setdefault(key.lower(), []).append(value)
             self._index = index
         return index
 
     def compact(self) -> None:
-        """Drop the lookup index (it is rebuilt on the next lookup): an open connection
-        keeps its request for the application, rarely asks it anything, and should not
-        hold a second copy of every field while idle."""
+        """Keep the fields as one string until they are asked for again: an open
+        connection keeps its request for the application, which rarely looks at it,
+        and a string per name and per value, each in a tuple, cost about 1 KiB per
+        idle connection. The lookup index goes too (it is rebuilt when needed)."""
         self._index = None
+        items = self._items
+        if not items:
+            return
+        packed = "\r\n".join(f"{name}: {value}" for name, value in items)
+        if packed.count("\r\n") == len(items) - 1 and not any(":" in n for n, _ in items):
+            self._packed, self._items = packed, None  # else fields made by hand: kept
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``."""
@@ -89,19 +110,19 @@ class Headers:
         return isinstance(name, str) and self.get(name) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
+        return iter(self._fields)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._fields)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Headers) and self._items == other._items
+        return isinstance(other, Headers) and self._fields == other._fields
 
     def __hash__(self) -> int:
-        return hash(tuple(self._items))
+        return hash(tuple(self._fields))
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self._fields!r})"
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,7 @@ class ServerHandshake:
             return
         assert self._pending is not None
         head, part1, part2, accepted = self._pending
+        self._pending = None  # an open connection keeps none of it
         key3, rest = self._buffer[: hixie76.KEY3_SIZE], self._buffer[hixie76.KEY3_SIZE :]
         answer = hixie76.answer(part1, part2, key3)
         self._out.append(answer if self._head_sent else head + answer)
