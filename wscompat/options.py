@@ -60,7 +60,7 @@ class ServerOptions:
     """Received messages held for the application before reading pauses."""
     close_timeout: float = 5.0
     """Seconds to wait for the peer's side of the closing handshake."""
-    read_size: int = 65536
+    read_size: int = 262144
     """Bytes asked of the socket per read."""
     write_limit: int = 65536
     """Bytes queued to send before ``send()`` waits for the peer to read (backpressure)."""

@@ -79,7 +79,7 @@ class IOSettings:
 
     max_queue: int = 16
     close_timeout: float = 5.0
-    read_size: int = 65536
+    read_size: int = 262144
     write_limit: int = 65536
     log_payloads: bool = False
 

@@ -158,17 +158,9 @@ class HybiFramer(Framer):
         p = self._lazy
         if (p is not None and p.reader.eof) or (p is None and self._close_frame is not None):
             return  # after a close, input is discarded (RFC 6455 §1.4)
-        if self._missing:
-            # The rest of a large frame: kept as it came, joined once it is whole,
-            # rather than grown into the buffer (and copied again) read after read.
-            self._pending.append(bytes(data))
-            self._missing -= len(data)
-            if self._missing > 0:
-                return
-            self._join_pending()
-        else:
-            self._buf += data
-        buf = self._buf
+        buf = self._input(data)
+        if buf is None:
+            return
         size = len(buf)
         pos = 0
         events = self._events
@@ -224,7 +216,33 @@ class HybiFramer(Framer):
                 pos = size  # what follows a close is discarded
                 break
             pos = self._hand_over(buf, pos, end)
-        del buf[:pos]
+        self._keep(buf, pos)
+
+    def _input(self, data: bytes | bytearray) -> bytes | bytearray | None:
+        """The bytes to parse now: ``data`` itself when nothing was left over (parsed
+        where it lies, with no copy), else the buffer with ``data`` added; None while a
+        large frame is still being gathered."""
+        if self._missing:
+            # The rest of a large frame: kept as it came, joined once it is whole,
+            # rather than grown into the buffer (and copied again) read after read.
+            self._pending.append(bytes(data))
+            self._missing -= len(data)
+            if self._missing > 0:
+                return None
+            self._join_pending()
+            return self._buf
+        if self._buf:
+            self._buf += data
+            return self._buf
+        return data
+
+    def _keep(self, buf: bytes | bytearray, pos: int) -> None:
+        """Keep what follows ``pos`` (an incomplete frame) for the next read."""
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < len(buf):
+            with memoryview(buf) as view:
+                self._buf += view[pos:]
 
     def _fast_close(self, frame: bytes, head: int) -> bool:
         """Answer a client's valid close frame without websockets' protocol, exactly as
@@ -258,7 +276,7 @@ class HybiFramer(Framer):
         limit = _smaller(limit, self._max_frame)
         return limit is not None and length > limit
 
-    def _hand_over(self, buf: bytearray, pos: int, end: int) -> int:
+    def _hand_over(self, buf: bytes | bytearray, pos: int, end: int) -> int:
         """Give ``buf[pos:end]`` (whole frames, or a header the protocol fails on) to
         the protocol; the offset that was consumed."""
         self._p.receive_data(bytes(buf[pos:end]))
