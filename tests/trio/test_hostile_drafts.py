@@ -79,6 +79,9 @@ A loris that leaked even its head parser (a few KiB) is still caught.
 CHORUS_PER_DRAFT = 2
 ROUND_TIMEOUT = 5.0
 """Seconds one echo may take before the chorus reports it as lost."""
+ECHO_BOUND = 0.3
+"""Seconds within which a good client's echo must come back while an attack runs
+(``Chorus.slowest``), as the hardening rules require."""
 FLOOD_MESSAGE = 65536
 NOFILE_NEEDED = 4096
 
@@ -243,6 +246,8 @@ class Chorus:
         self.port = port
         self.rounds: Counter[Draft] = Counter(dict.fromkeys(Draft, 0))
         self.failures: list[str] = []
+        self.slowest = 0.0
+        """The longest round trip any good client has seen, in seconds."""
         self._stop = trio.Event()
 
     async def client(self, draft: Draft, index: int) -> None:
@@ -255,8 +260,10 @@ class Chorus:
                     if draft.caps.binary and n % 3 == 2:
                         message = n.to_bytes(4, "big") * 50
                     with trio.move_on_after(ROUND_TIMEOUT):
+                        sent_at = trio.current_time()
                         await ws.send(message)
                         answer = await ws.receive()
+                        self.slowest = max(self.slowest, trio.current_time() - sent_at)
                         if answer != message:
                             self.failures.append(f"{draft} #{index} round {n}: wrong echo")
                         self.rounds[draft] += 1
