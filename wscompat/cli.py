@@ -8,7 +8,7 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -177,6 +177,8 @@ def _add_serve_arguments(s: argparse.ArgumentParser) -> None:
            help="largest hybi frame received (1009 above); 'none' = only the message limit")
     option("max_queue", type=int, metavar="N",
            help="messages held for the handler before reading pauses")
+    option("max_queue_bytes", type=_positive_bytes, metavar="BYTES",
+           help="bytes of messages held for the handler before reading pauses")
     option("read_size", type=_positive_bytes, metavar="BYTES",
            help="bytes asked of the socket per read: the most one connection reads "
            "before others are served")
@@ -197,11 +199,15 @@ def _add_serve_arguments(s: argparse.ArgumentParser) -> None:
            "'none' = never")
     option("ping_interval", type=_seconds, metavar="SECONDS",
            help="keepalive ping interval on drafts that have ping; 'none' = no pings")
+    option("tcp_keepalive", type=_seconds, metavar="SECONDS",
+           help="TCP keepalive idle time on hixie connections, which have no ping; "
+           "'none' = off")
     option("ping_timeout", type=float, metavar="SECONDS",
            help="drop a peer whose keepalive pong is this late (1011)")
     option("origins", type=_names, metavar="LIST",
-           help="allowed origins, comma-separated, '*' as a wildcard "
-           "(https://app.example,https://*.example.com); others get 403")
+           help="allowed origins, comma-separated; '*' stands for one host label "
+           "(https://app.example,https://*.example.com), '*' alone for any origin but "
+           "null; others, and malformed origins, get 403")
     option("allow_missing_origin", "--refuse-missing-origin", "--no-allow-missing-origin",
            action="store_false",
            help="refuse requests that carry no origin (403); by default they are "
@@ -210,12 +216,16 @@ def _add_serve_arguments(s: argparse.ArgumentParser) -> None:
                    help="TLS certificate chain: serve wss:// on the same port as ws://")
     s.add_argument("--keyfile", metavar="PEM", help="TLS private key (if not in --certfile)")
     option("require_tls", action="store_true",
-           help="with --certfile: refuse plain ws:// connections")
+           help="with --certfile: refuse plain connections (HTTP gets 403, a policy "
+           "request or anything else is closed unanswered)")
     option("tls_handshake_timeout", type=float, metavar="SECONDS",
            help="with --certfile: time allowed for a client's TLS handshake, before the "
            "WebSocket handshake starts")
     option("log_payloads", action="store_true",
            help="log the start of every message at debug level (payloads may be private)")
+    option("log_query", action="store_true",
+           help="log request paths with their query string (queries often carry tokens; "
+           "by default a path is logged as /chat?…)")
     option("compression", choices=list(COMPRESSION_MODES),
            help="compression extensions accepted when a client offers them")
     option("compress_min_size", type=_bytes, metavar="BYTES",
@@ -242,12 +252,28 @@ def _add_serve_arguments(s: argparse.ArgumentParser) -> None:
                    help="cross-domain policy XML to send; by default every domain may "
                    "connect to every port")
     option("record_dir", "--record", metavar="DIR",
-           help="write each connection as a test vector under DIR/<draft>/ (Cookie "
-           "and Authorization redacted); see docs/vectors.md")
+           help="write each connection as a test vector under DIR/<draft>/ "
+           "(credentials, subprotocols and query values redacted); see docs/vectors.md")
     option("record_frames", type=int, metavar="N",
            help="with --record: frames kept each way after the handshake")
+    _add_record_arguments(option)
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="logging verbosity")
+
+
+def _add_record_arguments(option: Callable[..., None]) -> None:
+    """The --record flags past the first two: its caps and what it redacts."""
+    option("record_max_files", type=int, metavar="N",
+           help="with --record: files written before recording stops (logged once)")
+    option("record_max_bytes", type=_bytes, metavar="BYTES",
+           help="with --record: bytes of files written before recording stops (logged once)")
+    option("record_plain", action="store_true",
+           help="with --record: also record plain HTTP requests (no WebSocket upgrade)")
+    option("record_redact", type=_names, metavar="LIST",
+           help="with --record: header fields whose values are redacted, comma-separated "
+           "(replaces the list; '' redacts none)")
+    option("record_redact_query", "--no-record-redact-query", action="store_false",
+           help="with --record: keep the request's query values (redacted by default)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -282,6 +308,8 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         kwargs["ssl_context"] = context
     elif args.require_tls or args.keyfile:
         raise ValueError("--require-tls and --keyfile need --certfile")
+    if args.require_tls and args.policy_port is not None:
+        raise ValueError("--policy-port answers over plain TCP: it cannot go with --require-tls")
     if args.policy_file is not None:
         with open(args.policy_file, encoding="utf-8") as file:
             kwargs["policy"] = file.read()

@@ -15,6 +15,7 @@ from wscompat.drafts import ALL_DRAFTS, Draft
 from wscompat.protocol.connection import ConnectionSettings, SelectSubprotocol, UpgradeRequest
 from wscompat.protocol.extensions import CompressionMode, CompressionSettings
 from wscompat.protocol.handshake import HandshakeSettings
+from wscompat.protocol.handshake.origin import validate_patterns
 from wscompat.protocol.policy import DEFAULT_POLICY
 
 if TYPE_CHECKING:  # the core only names the type; the I/O layer uses it
@@ -58,6 +59,8 @@ class ServerOptions:
     """Bytes in one received hybi frame (1009 above); None: only the message limit."""
     max_queue: int = 16
     """Received messages held for the application before reading pauses."""
+    max_queue_bytes: int = 2**18
+    """Bytes of received messages held for the application before reading pauses."""
     close_timeout: float = 5.0
     """Seconds to wait for the peer's side of the closing handshake."""
     read_size: int = 262144
@@ -68,31 +71,55 @@ class ServerOptions:
     """Connections served at once, handshakes included (503 above)."""
     idle_timeout: float | None = None
     """Seconds without receiving anything before a connection is closed (1001)."""
-    ping_interval: float | None = None
+    ping_interval: float | None = 20.0
     """Seconds between keepalive pings on drafts that have ping; None: no keepalive."""
     ping_timeout: float = 20.0
     """Seconds a keepalive ping may wait for its pong before the peer is dropped (1011)."""
+    tcp_keepalive: float | None = 60.0
+    """Seconds of silence before the kernel probes a hixie connection (which has no
+    ping) with TCP keepalive; a peer that is gone is dropped within about twice that."""
 
     # Who gets in.
     origins: Sequence[str] | None = None
-    """Allowed origins, exact (``https://app.example``) or patterns (``https://*.example``);
-    None allows every origin. Checked on every draft that carries one (403 otherwise)."""
+    """Allowed origins, exact (``https://app.example``) or patterns in which ``*`` is one
+    host label (``https://*.example``); ``*`` alone admits any origin but ``null``. None
+    checks no origin. Checked on every draft that carries one (403 otherwise); a bad
+    pattern is a ValueError here. See docs/security.md."""
 
     # TLS.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     """Serve wss:// on the same port as ws:// (the sniffer sees the TLS record)."""
     require_tls: bool = False
-    """With ``ssl_context``: refuse plain connections instead of serving both."""
+    """With ``ssl_context``: refuse plain connections instead of serving both (plain
+    HTTP gets 403, a plain policy request or anything else is closed unanswered)."""
     tls_handshake_timeout: float = 10.0
     """Seconds for the TLS handshake, before the WebSocket one starts."""
 
     # Logging.
     log_payloads: bool = False
     """Log every message's first bytes at DEBUG; off by default, payloads can be private."""
+    log_query: bool = False
+    """Log request paths with their query; off by default, queries often carry tokens."""
     record_dir: str | None = None
     """Write each connection as a vector file under ``record_dir/<draft>/`` (docs/vectors.md)."""
     record_frames: int = 10
     """With ``record_dir``: frames kept each way after the handshake."""
+    record_max_files: int = 1000
+    """With ``record_dir``: vector files written before recording stops (and says so)."""
+    record_max_bytes: int = 256 * 2**20
+    """With ``record_dir``: bytes of vector files written before recording stops."""
+    record_plain: bool = False
+    """With ``record_dir``: also record requests that are no WebSocket request at all
+    (plain HTTP, refused 426); off, scanners and browsers do not use up the caps."""
+    record_redact: Sequence[str] = (
+        "Cookie", "Set-Cookie", "Authorization", "Proxy-Authorization", "X-Api-Key",
+        "X-Auth-Token", "Sec-WebSocket-Protocol", "WebSocket-Protocol",
+    )
+    """With ``record_dir``: header fields whose values become ``[redacted]``, in the
+    request and where the answer repeats them (subprotocols carry bearer tokens)."""
+    record_redact_query: bool = True
+    """With ``record_dir``: every value of the request's query becomes ``[redacted]``,
+    in the request line and the hixie location that echoes it."""
 
     # Compression (hybi drafts; see docs/compression.md).
     compression: CompressionMode = "permessage-deflate+deflate-frame"
@@ -120,6 +147,8 @@ class ServerOptions:
     """Flash socket policy XML answered to ``<policy-file-request/>``."""
 
     def __post_init__(self) -> None:
+        if self.require_tls and self.ssl_context is None:
+            raise ValueError("require_tls needs an ssl_context: nothing could be served")
         self.settings  # noqa: B018  (a bad value fails here, once, not per connection)
 
     @cached_property
@@ -130,15 +159,16 @@ class ServerOptions:
             max_head_size=self.max_head_size,
             max_headers=self.max_headers,
             secure=self.secure,
+            require_tls=self.require_tls,
             allow_missing_origin=self.allow_missing_origin,
-            origins=None if self.origins is None else tuple(self.origins),
+            origins=None if self.origins is None else validate_patterns(self.origins),
             hixie76_early_head=self.hixie76_early_head,
             policy=self.policy,
             compression=self.compression_settings(),
         )
         return ConnectionSettings(
             handshake=handshake,
-            handshake_secure=replace(handshake, secure=True),
+            handshake_secure=replace(handshake, secure=True, require_tls=False),
             max_message_size=self.max_message_size,
             max_frame_size=self.max_frame_size,
             hixie_binary=self.hixie_binary,

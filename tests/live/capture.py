@@ -185,6 +185,12 @@ async def capture_chromium(
     return Capture("chromium", _relabel(vector, client, "headless, WebSocket API"), file)
 
 
+CAPTURE_REDACT = (
+    "Cookie", "Set-Cookie", "Authorization", "Proxy-Authorization", "X-Api-Key", "X-Auth-Token",
+)
+"""The recorder's default list without the subprotocol fields."""
+
+
 async def start_recording_server(nursery: trio.Nursery, directory: Path) -> tuple[
         wscompat.Server, Peer]:
     """An echo server recording into ``directory`` (``/report`` goes to the peer)."""
@@ -196,6 +202,9 @@ async def start_recording_server(nursery: trio.Nursery, directory: Path) -> tupl
     server: wscompat.Server = await nursery.start(partial(
         wscompat.serve, peer.handler, "127.0.0.1", 0, record_dir=str(directory),
         select_subprotocol=first_offered,
+        # The captures are the clients' own requests, kept whole: their query says which
+        # client and draft, and the subprotocols are test values, not credentials.
+        record_redact_query=False, record_redact=CAPTURE_REDACT,
     ))
     return server, peer
 

@@ -170,7 +170,7 @@ async def test_payloads_are_logged_only_when_asked(
 
 
 async def test_connection_log_line(start_server: Starter, caplog: pytest.LogCaptureFixture) -> None:
-    server = await start_server()
+    server = await start_server(log_query=True)  # the query is left out unless asked for
     with caplog.at_level(logging.INFO, "wscompat.server"):
         async with connect(f"ws://127.0.0.1:{server.port}/room?id=7", draft=Draft.HIXIE76,
                            origin="http://site.example") as ws:

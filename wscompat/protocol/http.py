@@ -137,7 +137,8 @@ class Request:
     @property
     def origin(self) -> str | None:
         """``Origin``, falling back to the ``Sec-WebSocket-Origin`` of hybi-04..10."""
-        return self.headers.get("Origin") or self.headers.get("Sec-WebSocket-Origin")
+        origin = self.headers.get("Origin")  # an empty one is not a missing one
+        return origin if origin is not None else self.headers.get("Sec-WebSocket-Origin")
 
 
 class RequestView:

@@ -7,8 +7,9 @@ tasks touch it: a reader, which owns the receiving side, and the application's t
 *Receiving.* The reader reads, feeds the protocol, and appends the messages it yields
 to a queue. :meth:`Connection.receive` takes from that queue **without yielding to the
 scheduler** while it holds messages; only an empty queue parks the caller, and the
-reader wakes it. Reading pauses while ``max_queue`` messages wait (one read's worth
-may come on top), so a slow application pushes back through TCP.
+reader wakes it. Reading pauses while ``max_queue`` messages or ``max_queue_bytes``
+bytes of them wait (one read's worth may come on top), so a slow application pushes
+back through TCP.
 
 *Sending.* :meth:`Connection.send` hands the message to the framer. When more received
 messages are already waiting, the application is in a burst: the frame stays queued
@@ -40,12 +41,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import trio
 
+from wscompat import logfields
 from wscompat.drafts import Capabilities, Draft
 from wscompat.errors import (
     ConnectionClosed,
@@ -67,6 +70,9 @@ Data = str | bytes
 _NO_MESSAGES: tuple[()] = ()
 FAIR_RUN = 256
 """receive()/send() calls that need not wait between two checkpoints of a connection."""
+KEEP_BY_REFERENCE = 16384
+"""A frame's unwritten rest at least this long stays a view of the message rather than
+a copy: a large message waiting for a slow peer is then held once, not twice."""
 COALESCE_BELOW = 16384
 """Messages shorter than this, sent while more are queued, wait to leave in one write
 with the others; a longer one is written at once (a write of its own costs little
@@ -78,6 +84,7 @@ class IOSettings:
     """The I/O layer's share of the server options, built once per server."""
 
     max_queue: int = 16
+    max_queue_bytes: int = 2**18
     close_timeout: float = 5.0
     read_size: int = 262144
     write_limit: int = 65536
@@ -174,12 +181,17 @@ class Connection(RequestView):
         self._settings = settings
         self._flusher = flusher
         self._queue: deque[Data] | tuple[()] = _NO_MESSAGES
+        self._queued = 0
+        """Memory of the queued messages, in bytes (``sys.getsizeof``)."""
         """A deque while messages wait; an idle connection holds no deque block."""
         self._receivers = _Parked()
         self._reader_parked = _Parked()
         self._closers = _Parked()
         self._writers = _Parked()
         self._out = bytearray()
+        self._head: memoryview | None = None
+        """The unwritten rest of a large frame, kept by reference rather than copied
+        into ``_out``; it always goes before ``_out``."""
         """Bytes taken from the framer that the transport has not taken yet."""
         self._writing = False
         self._in_flight = 0  # bytes a write in progress has yet to hand to the kernel
@@ -235,14 +247,15 @@ class Connection(RequestView):
             queue = self._queue
             if queue:
                 data = queue.popleft()
+                self._queued -= sys.getsizeof(data)
                 if not queue:
                     self._queue = _NO_MESSAGES
-                if self._reader_parked.tasks and len(queue) < self._settings.max_queue:
+                if self._reader_parked.tasks and not self._queue_full():
                     self._reader_parked.wake()
                 return data
         while not self._queue:
             # Whatever the burst left queued goes out before this task waits.
-            if self._out or self._proto.wants_write:
+            if self._out or self._head is not None or self._proto.wants_write:
                 await self._flush(quiet=True)
             if self._queue:
                 break
@@ -278,8 +291,8 @@ class Connection(RequestView):
             await self._fair_checkpoint()
             if proto.close_code is not None or proto.state is not State.OPEN:
                 raise self._closed_exc()
-        if self._settings.log_payloads:
-            logger.debug("%s > %s", self.path, _preview(message))
+        if self._settings.log_payloads and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s > %s", logfields.path(self.path), _preview(message))
         if type(message) is str:
             proto.send_text(message)
         elif isinstance(message, bytes | bytearray | memoryview):
@@ -303,11 +316,12 @@ class Connection(RequestView):
             if proto.close_code is not None:  # the write found the peer gone
                 raise self._closed_exc()
         flusher = self._flusher
-        if len(self._out) + self._in_flight > self._settings.write_limit or (
-            self._out and (flusher is None or not self._transport.sync)
+        waiting = self._unsent()
+        if waiting > self._settings.write_limit or (
+            waiting and (flusher is None or not self._transport.sync)
         ):
             await self._flush()
-        elif self._out and flusher is not None and not self._writing and not self._flush_scheduled:
+        elif waiting and flusher is not None and not self._writing and not self._flush_scheduled:
             # The kernel took part of it: the flusher carries on with the rest, so it
             # leaves even if the application next waits on something else entirely.
             self._flush_scheduled = True
@@ -340,6 +354,7 @@ class Connection(RequestView):
         """
         self._discard = True
         self._queue = _NO_MESSAGES
+        self._queued = 0
         self._reader_parked.wake()  # a reader paused on a full queue reads the answer
         deadline = trio.current_time() + self._settings.close_timeout
         with trio.CancelScope(deadline=deadline, shield=shield):
@@ -378,7 +393,7 @@ class Connection(RequestView):
                 except ConnectionClosed:
                     return
             if late.cancelled_caught:
-                logger.info("%s keepalive ping timed out", self.path)
+                logger.info("%s keepalive ping timed out", logfields.path(self.path))
                 await self.close(1011, "keepalive ping timeout")
                 return
 
@@ -409,7 +424,7 @@ class Connection(RequestView):
             await self._flush(quiet=True)
             drained = True
             while not self.closed:
-                if len(self._queue) >= self._settings.max_queue and not self._discard:
+                if self._queue_full() and not self._discard:
                     await self._reader_parked.wait()
                     continue
                 if drained and transport.sync:
@@ -427,7 +442,7 @@ class Connection(RequestView):
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._finish(1006, "connection lost", by="peer")
         except Exception:
-            logger.exception("%s reader failed", self.path)
+            logger.exception("%s reader failed", logfields.path(self.path))
             self._finish(1011, "internal error", by="local")
         finally:
             # A cancelled reader leaves the connection open for close() to finish it.
@@ -477,13 +492,14 @@ class Connection(RequestView):
         for event in events:
             if type(event) is Message:
                 data = event.data
-                if self._settings.log_payloads:
-                    logger.debug("%s < %s", self.path, _preview(data))
+                if self._settings.log_payloads and logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s < %s", logfields.path(self.path), _preview(data))
                 # Messages that arrived before the peer's close are still delivered.
                 if not self._discard:
                     if not isinstance(queue, deque):
                         queue = self._queue = deque()
                     queue.append(data)
+                    self._queued += sys.getsizeof(data)
             elif isinstance(event, Pong):
                 for payload in event.acked:
                     waiter = self._pings.get(payload)
@@ -493,6 +509,13 @@ class Connection(RequestView):
                 self._on_closed()
         if queue and self._receivers.tasks:
             self._receivers.wake()
+
+    def _queue_full(self) -> bool:
+        queue = self._queue
+        settings = self._settings
+        return bool(queue) and (
+            len(queue) >= settings.max_queue or self._queued >= settings.max_queue_bytes
+        )
 
     def _finish(self, code: int, reason: str, *, by: str) -> None:
         if self._proto.finish(code, reason, by):
@@ -508,45 +531,74 @@ class Connection(RequestView):
 
     # -- writing --------------------------------------------------------------------
 
+    def _unsent(self) -> int:
+        """Bytes handed to the connection and not yet taken by the kernel."""
+        head = self._head
+        return len(self._out) + self._in_flight + (0 if head is None else len(head))
+
     def _write_now(self) -> None:
         """Write the framer's output, behind any backlog, as far as the kernel takes
-        it without waiting; the rest stays in ``_out``."""
+        it without waiting; the rest stays in ``_head`` and ``_out``."""
         chunks = self._proto.chunks_to_send()
         out = self._out
-        if self._writing:  # the task in an async write takes everything in _out
+        if self._writing or self._head is not None:
+            # Behind a write in progress or a large frame's rest: queued after them.
             for chunk in chunks:
                 out += chunk
-            return
+            if self._writing:  # the task in an async write takes everything queued
+                return
+            chunks = []
         try:
+            written = 0
+            if self._head is not None:
+                written = self._transport.try_send(self._head)
+                head = self._head[written:]
+                self._head = head if head else None
+                if self._head is not None:
+                    return
             if out:
                 for chunk in chunks:
                     out += chunk
-                written = self._transport.try_send(out)
-                del out[:written]
-            elif len(chunks) == 1:
-                data = chunks[0]
-                written = self._transport.try_send(data)
-                if written < len(data):
-                    out += memoryview(data)[written:]
+                sent = self._transport.try_send(out)
+                del out[:sent]
+                written += sent
             elif chunks:
                 # Header and payload in one writev: a large payload is never copied
                 # into a joined frame first.
-                written = self._transport.try_sendv(chunks)
-                _keep_unwritten(out, chunks, written)
-            else:
-                return
+                transport = self._transport
+                sent = transport.try_send(chunks[0]) if len(chunks) == 1 else (
+                    transport.try_sendv(chunks))
+                self._keep(chunks, sent)
+                written += sent
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             out.clear()
+            self._head = None
             self._finish(1006, "connection lost while writing", by="peer")
             return
-        self.stats.bytes_out += written
+        finally:
+            self.stats.bytes_out += written
+
+    def _keep(self, chunks: list[bytes], written: int) -> None:
+        """Queue what a write of ``chunks`` (made with nothing else queued) left: the
+        rest of a large chunk by reference, as ``_head``, and anything after it, or
+        a short rest, in ``_out``."""
+        for index, chunk in enumerate(chunks):
+            if written >= len(chunk):
+                written -= len(chunk)
+                continue
+            if len(chunk) - written >= KEEP_BY_REFERENCE:
+                self._head = memoryview(chunk)[written:]
+                _keep_unwritten(self._out, chunks[index + 1 :], 0)
+            else:
+                _keep_unwritten(self._out, chunks[index:], written)
+            return
 
     def _deferred_flush(self, nursery: trio.Nursery) -> None:
         """The flusher's pass: write what a burst left; a write that cannot finish
         without waiting gets a task of its own."""
         self._flush_scheduled = False
         self._write_now()
-        if self._out and not self._writing and not self.closed:
+        if (self._out or self._head is not None) and not self._writing and not self.closed:
             nursery.start_soon(self._flush_task)
 
     async def _flush_task(self) -> None:
@@ -559,13 +611,17 @@ class Connection(RequestView):
         close()) carry on from there, application calls get ConnectionClosed.
         """
         self._write_now()
-        while self._out or self._writing:
+        while self._out or self._head is not None or self._writing:
             if self._writing:
                 await self._writers.wait()
                 continue
-            if self.closed and not self._out:
+            if self.closed and not self._out and self._head is None:
                 break
-            data, self._out = self._out, bytearray()  # handed over whole, not copied
+            data: bytearray | memoryview
+            if self._head is not None:
+                data, self._head = self._head, None
+            else:
+                data, self._out = self._out, bytearray()  # handed over whole, not copied
             self._writing = True
             try:
                 await self._send_all(data)
@@ -583,10 +639,10 @@ class Connection(RequestView):
             self._eof_sent = True
             await self._half_close()
 
-    async def _send_all(self, data: bytearray) -> None:
+    async def _send_all(self, data: bytearray | memoryview) -> None:
         """Write ``data`` whole. Cancelled part-way, the unwritten tail goes back to the
-        front of ``_out``: a later close or flush then continues the frame where it was
-        cut, and the peer never sees half a frame followed by another."""
+        front of the queue: a later close or flush then continues the frame where it
+        was cut, and the peer never sees half a frame followed by another."""
         transport = self._transport
         if not transport.sync:
             await transport.send_all(data)  # a cancelled TLS write breaks the stream
@@ -604,7 +660,10 @@ class Connection(RequestView):
                 self._in_flight = len(data) - sent
                 await transport.wait_writable()
         except trio.Cancelled:
-            self._out[:0] = data[sent:]
+            if isinstance(data, memoryview):
+                self._head = data[sent:]  # nothing took its place while we wrote
+            else:
+                self._out[:0] = data[sent:]
             raise
         finally:
             self._in_flight = 0
@@ -628,9 +687,9 @@ class Connection(RequestView):
         self._write_now()
         if self._proto.eof_wanted and not self._eof_sent:
             await self._flush(quiet=True)
-        elif self._out and not self._writing:
+        elif (self._out or self._head is not None) and not self._writing:
             if (
-                len(self._out) + self._in_flight > self._settings.write_limit
+                self._unsent() > self._settings.write_limit
                 or self._flusher is None
                 or not self._transport.sync
             ):
@@ -658,9 +717,10 @@ def _keep_unwritten(out: bytearray, chunks: list[bytes], written: int) -> None:
 
 
 def _preview(data: Data | bytearray | memoryview, limit: int = 64) -> str:
-    """The start of a payload for a debug log line."""
+    """The start of a payload for a debug log line: text escaped as every field the peer
+    sent is (:mod:`wscompat.logfields`), bytes in hex."""
     if isinstance(data, str):
-        return repr(data[:limit]) + ("..." if len(data) > limit else "")
+        return f"text {logfields.field(data, limit)}"
     raw = bytes(data[:limit])
-    return f"<{len(data)} bytes> {raw.hex()}" + ("..." if len(data) > limit else "")
+    return f"<{len(data)} bytes> {raw.hex()}" + ("…" if len(data) > limit else "")
 

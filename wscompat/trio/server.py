@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from wscompat import logfields
 from wscompat.errors import ConnectionClosed
 from wscompat.options import Rejection, ServerOptions
 from wscompat.protocol.connection import Phase, ServerConnection
@@ -64,6 +65,7 @@ class Server:
         options = self.options
         self.io = IOSettings(
             max_queue=options.max_queue,
+            max_queue_bytes=options.max_queue_bytes,
             close_timeout=options.close_timeout,
             read_size=options.read_size,
             write_limit=options.write_limit,
@@ -160,14 +162,15 @@ async def _serve_connection(
         except ConnectionClosed:
             pass
         except Exception:
-            logger.exception("%s handler failed on %s", fmt_remote(ws.remote), ws.path)
+            logger.exception("%s handler failed on %s", fmt_remote(ws.remote),
+                             logfields.path(ws.path, query=options.log_query))
             code, reason = 1011, "internal error"
         except BaseException:
             code, reason = 1001, "server shutting down"
             raise
         finally:
-            if watchers is not None:
-                watchers.cancel()
+            for watcher in watchers or ():
+                watcher.cancel()
             # Shielded so a shutdown still closes cleanly; both steps bound their own time.
             await ws.close(code, reason, shield=True)
             await ws.wait_reader(options.close_timeout, shield=True)
@@ -180,14 +183,14 @@ async def _serve_connection(
         server.active -= 1
         await transport.aclose()
         if recorder is not None:
-            recorder.save()
+            await recorder.save()
 
 
 def _start(
     server: Server, transport: Transport, proto: ServerConnection, *,
     remote: tuple[str, int] | None, nursery: trio.Nursery, flusher: Flusher,
     recorder: ConnectionRecorder | None,
-) -> tuple[Connection, trio.CancelScope | None]:
+) -> tuple[Connection, list[trio.CancelScope] | None]:
     """The open connection, its reader started and its watchers, if any."""
     accepted = proto.accepted
     assert accepted is not None
@@ -204,6 +207,8 @@ def _start(
         flusher=flusher if transport.sync else None,
     )
     server.connections.add(ws)
+    if server.options.tcp_keepalive is not None and not ws.caps.ping:
+        transport.keep_alive(server.options.tcp_keepalive)  # hixie: no ping to tell
     nursery.start_soon(ws.run_reader)
     return ws, _start_watchers(ws, server.options, nursery)
 
@@ -212,7 +217,7 @@ def _ended(
     server: Server, ws: Connection, started: float, recorder: ConnectionRecorder | None
 ) -> None:
     server.connections.discard(ws)
-    _log_connection(ws, started)
+    _log_connection(ws, started, query=server.options.log_query)
     if recorder is not None:
         recorder.closed(ws.close_code)
 
@@ -251,19 +256,22 @@ async def _open(
 
 def _start_watchers(
     ws: Connection, options: ServerOptions, nursery: trio.Nursery
-) -> trio.CancelScope | None:
-    """Keepalive pings and the idle timeout, when configured, as tasks of their own."""
-    keepalive = options.ping_interval is not None and ws.caps.ping
-    if not keepalive and options.idle_timeout is None:
-        return None
-    watchers = trio.CancelScope()
-    if options.ping_interval is not None and keepalive:
-        nursery.start_soon(_in_scope, watchers, partial(
-            ws.keepalive, options.ping_interval, options.ping_timeout))
+) -> list[trio.CancelScope] | None:
+    """Keepalive pings and the idle timeout, when configured, each a task of its own
+    with its own cancel scope (a scope serves one ``with`` block only)."""
+    tasks: list[Callable[[], Awaitable[None]]] = []
+    if options.ping_interval is not None and ws.caps.ping:
+        tasks.append(partial(ws.keepalive, options.ping_interval, options.ping_timeout))
     if options.idle_timeout is not None:
-        nursery.start_soon(_in_scope, watchers, partial(
-            ws.close_when_idle, options.idle_timeout))
-    return watchers
+        tasks.append(partial(ws.close_when_idle, options.idle_timeout))
+    if not tasks:
+        return None
+    scopes = []
+    for task in tasks:
+        scope = trio.CancelScope()
+        nursery.start_soon(_in_scope, scope, task)
+        scopes.append(scope)
+    return scopes
 
 
 async def _in_scope(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:
@@ -280,10 +288,7 @@ async def _handshake(
     proto = ServerConnection(options.settings, secure=secure)
     while True:
         if proto.phase is Phase.DECIDE:
-            if options.require_tls and not secure:
-                proto.reject(403, "TLS required: connect with wss://")
-            else:
-                await _decide(proto, options, remote)
+            await _decide(proto, options, remote)
         out = proto.data_to_send()
         if out:
             await transport.send_all(out)
@@ -293,7 +298,7 @@ async def _handshake(
         if phase is Phase.TLS:
             return proto
         if phase is Phase.REFUSED:
-            _log_refusal(proto, remote)
+            _log_refusal(proto, remote, query=options.log_query)
             await _linger(transport, options.read_size)
             return None
         if phase is Phase.DECIDE:
@@ -337,24 +342,29 @@ async def _linger(transport: Transport, read_size: int) -> None:
             pass
 
 
-def _log_refusal(proto: ServerConnection, remote: tuple[str, int] | None) -> None:
-    target = proto.request.target if proto.request else "-"
+def _log_refusal(
+    proto: ServerConnection, remote: tuple[str, int] | None, *, query: bool
+) -> None:
+    """One line per refused connection; what the peer sent is escaped and cut."""
+    target = logfields.path(proto.request.target if proto.request else None, query=query)
     if proto.rejection is not None:
         logger.info(
             "%s %s rejected %d %s", fmt_remote(remote), target, proto.rejection.status,
-            proto.rejection.reason,
+            logfields.field(proto.rejection.reason),
         )
     else:
         logger.info("%s %s closed after %s", fmt_remote(remote), target,
                     proto.kind.value if proto.kind else "no data")
 
 
-def _log_connection(ws: Connection, started: float) -> None:
+def _log_connection(ws: Connection, started: float, *, query: bool) -> None:
+    """One line per connection that opened; what the peer sent is escaped and cut."""
     if not logger.isEnabledFor(logging.INFO):
         return  # its arguments alone cost a few microseconds per connection
     logger.info(
         "%s %s %s origin=%s %.3fs in=%d out=%d close=%s by=%s ext=%s",
-        fmt_remote(ws.remote), ws.path, ws.draft, ws.origin or "-",
-        time.monotonic() - started, ws.stats.bytes_in, ws.stats.bytes_out, ws.close_code,
-        ws.stats.closed_by or "-", (ws.extensions or "-").replace(" ", ""),
+        fmt_remote(ws.remote), logfields.path(ws.path, query=query), ws.draft,
+        logfields.field(ws.origin or None), time.monotonic() - started, ws.stats.bytes_in,
+        ws.stats.bytes_out, ws.close_code, ws.stats.closed_by or "-",
+        logfields.field((ws.extensions or "-").replace(" ", "")),
     )

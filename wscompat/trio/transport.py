@@ -152,6 +152,25 @@ class Transport:
             self._socket().shutdown(socket.SHUT_WR)
         return True
 
+    def keep_alive(self, idle: float) -> bool:
+        """Turn on TCP keepalive: probes after ``idle`` seconds of silence, then every
+        third of that, three unanswered probes dropping the connection. False when this
+        transport has no socket of its own (TLS, tests' memory streams) or the system
+        refuses."""
+        if self._closed or self._fd < 0:
+            return False
+        sock = self._socket()
+        seconds = max(1, round(idle))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; other systems keep their timers
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, seconds // 3))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        except OSError:
+            return False
+        return True
+
     def _socket(self) -> socket.socket | trio.socket.SocketType:
         if self._sock is not None:
             return self._sock

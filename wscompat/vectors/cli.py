@@ -3,12 +3,16 @@
 Both print one table per draft, the details of every failure with a byte-level diff,
 and a summary; ``--json`` prints the same as one JSON document. Exit status: 0 when
 everything passed, 1 when a vector failed (or could not be read), 2 for a usage error.
+Vector files and servers may be hostile: each file is loaded within the limits of
+:class:`~wscompat.vectors.format.LoadLimits` and dropped once used, replay runs within its
+deadlines, and what they say is printed escaped (:func:`~wscompat.vectors.report.printable`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -18,9 +22,28 @@ from typing import Any
 import trio
 
 from wscompat.drafts import Draft
-from wscompat.vectors.format import Vector, VectorError, check, load, vector_files
-from wscompat.vectors.replay import FAILING, STATUSES, ReplaySettings, parse_url, replay_all
-from wscompat.vectors.report import Outcome, render, to_json
+from wscompat.vectors.format import (
+    MAX_FILE_BYTES,
+    MAX_PAUSE,
+    MAX_VECTOR_BYTES,
+    LoadLimits,
+    Vector,
+    VectorError,
+    check,
+    load,
+    vector_files,
+)
+from wscompat.vectors.replay import (
+    FAILING,
+    MAX_ANSWER,
+    RUN_DEADLINE,
+    STATUSES,
+    VECTOR_DEADLINE,
+    ReplaySettings,
+    parse_url,
+    replay_all,
+)
+from wscompat.vectors.report import DIFF_LIMIT, Outcome, printable, render, to_json
 
 __all__ = ["COMMANDS", "UsageError", "add_commands", "check_outcomes", "run"]
 
@@ -56,8 +79,20 @@ differently or not at all, 2 usage error
 """
 
 
+def _add_load_limits(parser: argparse.ArgumentParser, size: Any) -> None:
+    parser.add_argument("--max-file-size", type=size, default=MAX_FILE_BYTES, metavar="BYTES",
+                        help="largest vector file read (default: %(default)s)")
+    parser.add_argument("--max-vector-size", type=size, default=MAX_VECTOR_BYTES,
+                        metavar="BYTES", help="bytes all of one vector's data may expand to, "
+                        "repeats included (default: %(default)s)")
+    parser.add_argument("--max-pause", type=float, default=MAX_PAUSE, metavar="SECONDS",
+                        help="longest pause step (default: %(default)s)")
+
+
 def add_commands(sub: Any) -> None:
     """Add ``vectors`` and ``replay`` to the ``wscompat`` subcommands."""
+    from wscompat.cli import _positive_bytes as size  # noqa: PLC0415  (wscompat.cli imports us)
+
     formatter = argparse.RawDescriptionHelpFormatter
     vectors = sub.add_parser(
         "vectors", help="work with test vectors (see docs/vectors.md)",
@@ -75,6 +110,7 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--bytewise", action="store_true",
                    help="also deliver every send one byte at a time")
     c.add_argument("--json", action="store_true", help="print a JSON report instead")
+    _add_load_limits(c, size)
 
     r = sub.add_parser(
         "replay", help="play vectors against any running server over real sockets",
@@ -97,7 +133,16 @@ def add_commands(sub: Any) -> None:
                    help="options the server was started with, as in a vector's "
                    "\"options\"; only vectors with exactly these options are replayed "
                    "(default: {}, the vectors without options)")
+    r.add_argument("--vector-deadline", type=float, default=VECTOR_DEADLINE,
+                   metavar="SECONDS", help="time one vector may take in all, pauses "
+                   "included (default: %(default)s)")
+    r.add_argument("--run-deadline", type=float, default=RUN_DEADLINE, metavar="SECONDS",
+                   help="time the whole run may take (default: %(default)s)")
+    r.add_argument("--max-answer", type=size, default=MAX_ANSWER, metavar="BYTES",
+                   help="server bytes held for one vector before it fails "
+                   "(default: %(default)s)")
     r.add_argument("--json", action="store_true", help="print a JSON report instead")
+    _add_load_limits(r, size)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             return _replay(args)
         return _check(args)
     except UsageError as exc:
-        print(f"wscompat {args.command}: error: {exc}", file=sys.stderr)
+        print(f"wscompat {args.command}: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -131,17 +176,21 @@ def _draft_of(path: Path) -> str:
     return path.parent.name if path.parent.name in names else "(unknown)"
 
 
-def _load(files: Sequence[Path]) -> tuple[list[Vector], list[Outcome]]:
-    """The readable vectors, and a failed outcome for every file that is not one."""
-    vectors, invalid = [], []
-    for file in files:
-        try:
-            vectors.append(load(file))
-        except VectorError as exc:
-            problem = f"invalid vector: {str(exc).removeprefix(f'{file}: ')}"
-            invalid.append(Outcome(f"{file.parent.name}/{file.stem}", _draft_of(file),
-                                   "(not a valid vector)", str(file), "fail", problem))
-    return vectors, invalid
+def _limits(args: argparse.Namespace) -> LoadLimits:
+    if not (math.isfinite(args.max_pause) and args.max_pause >= 0):
+        raise UsageError("--max-pause is a number of seconds, 0 or more")
+    return LoadLimits(file_bytes=args.max_file_size, vector_bytes=args.max_vector_size,
+                      pause=args.max_pause)
+
+
+def _load(file: Path, limits: LoadLimits) -> Vector | Outcome:
+    """The vector in ``file``, or a failed outcome saying why it is not one."""
+    try:
+        return load(file, limits)
+    except VectorError as exc:
+        problem = f"invalid vector: {str(exc).removeprefix(f'{file}: ')}"
+        return Outcome(f"{file.parent.name}/{file.stem}", _draft_of(file),
+                       "(not a valid vector)", str(file), "fail", problem)
 
 
 def check_outcomes(vectors: Sequence[Vector], *, bytewise: bool = False) -> list[Outcome]:
@@ -155,16 +204,21 @@ def check_outcomes(vectors: Sequence[Vector], *, bytewise: bool = False) -> list
                 how = " (one byte at a time)" if one_byte else ""
                 outcome.status, outcome.problem = "fail", result.problem + how
                 outcome.step = result.step
-                outcome.expected, outcome.actual = result.expected, result.actual
+                outcome.expected = result.expected[:DIFF_LIMIT]
+                outcome.actual = result.actual[:DIFF_LIMIT]
                 break
         outcomes.append(outcome)
     return outcomes
 
 
 def _check(args: argparse.Namespace) -> int:
-    vectors, invalid = _load(_files(args.paths))
-    outcomes = sorted([*check_outcomes(vectors, bytewise=args.bytewise), *invalid],
-                      key=lambda o: o.id)
+    limits = _limits(args)
+    outcomes = []
+    for file in _files(args.paths):  # one vector in memory at a time
+        loaded = _load(file, limits)
+        outcomes += (check_outcomes([loaded], bytewise=args.bytewise)
+                     if isinstance(loaded, Vector) else [loaded])
+    outcomes.sort(key=lambda o: o.id)
     ok = all(o.status == "pass" for o in outcomes)
     how = "whole and one byte at a time" if args.bytewise else "whole"
     if args.json:
@@ -189,20 +243,34 @@ def _replay(args: argparse.Namespace) -> int:
         raise UsageError(f"--server-options is not JSON: {exc}") from None
     if not isinstance(server_options, dict):
         raise UsageError("--server-options is a JSON object, e.g. '{\"max_message_size\": 64}'")
-    if args.timeout <= 0 or args.jobs < 1 or args.settle < 0:
-        raise UsageError("--timeout must be positive, --jobs at least 1, --settle not negative")
-    vectors, invalid = _load(_files(args.paths))
-    if invalid:
-        raise UsageError(f"{invalid[0].path}: {invalid[0].problem} (wscompat vectors check "
-                         "lists every invalid file)")
+    seconds = (args.timeout, args.settle, args.vector_deadline, args.run_deadline)
+    if not all(math.isfinite(s) for s in seconds):
+        raise UsageError("times are finite numbers of seconds")
+    if (args.timeout <= 0 or args.jobs < 1 or args.settle < 0 or args.vector_deadline <= 0
+            or args.run_deadline <= 0):
+        raise UsageError("--timeout, --vector-deadline and --run-deadline must be positive, "
+                         "--jobs at least 1, --settle not negative")
+    limits = _limits(args)
+    files = _files(args.paths)
+    with_events = 0
+    for file in files:  # all valid before any is replayed; each loaded again in its turn
+        loaded = _load(file, limits)
+        if isinstance(loaded, Outcome):
+            raise UsageError(f"{loaded.path}: {loaded.problem} (wscompat vectors check "
+                             "lists every invalid file)")
+        with_events += loaded.events is not None
     settings = ReplaySettings(host, port, secure, timeout=args.timeout, settle=args.settle,
-                              jobs=args.jobs, server_options=server_options)
-    outcomes = sorted(trio.run(partial(replay_all, vectors, settings)), key=lambda o: o.id)
+                              jobs=args.jobs, server_options=server_options,
+                              vector_deadline=args.vector_deadline,
+                              run_deadline=args.run_deadline, max_answer=args.max_answer,
+                              limits=limits)
+    outcomes = sorted(trio.run(partial(replay_all, files, settings)), key=lambda o: o.id)
     ok = not any(o.status in FAILING for o in outcomes)
-    notes = replay_notes(vectors, outcomes)
+    notes = replay_notes(with_events, outcomes)
     if args.json:
         extra = {"url": args.url, "timeout": args.timeout, "server_options": server_options,
-                 "notes": notes}
+                 "vector_deadline": args.vector_deadline, "run_deadline": args.run_deadline,
+                 "max_answer": args.max_answer, "notes": notes}
         print(json.dumps(to_json("replay", outcomes, STATUSES, ok=ok, extra=extra), indent=2))
     else:
         title = (f"wscompat replay {args.url}: {len(outcomes)} vectors, "
@@ -211,11 +279,11 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def replay_notes(vectors: Sequence[Vector], outcomes: Sequence[Outcome]) -> list[str]:
-    """What a reader of a replay report should keep in mind."""
+def replay_notes(with_events: int, outcomes: Sequence[Outcome]) -> list[str]:
+    """What a reader of a replay report should keep in mind (``with_events``: how many
+    vectors list the messages the application receives)."""
     notes = ["Expected frames are echoes: the server is assumed to send every message "
              "back (text as text, binary as binary)."]
-    with_events = sum(1 for v in vectors if v.events is not None)
     if with_events:
         notes.append(f"{with_events} vectors also list the messages the application "
                      "receives; replay cannot see those and does not compare them.")

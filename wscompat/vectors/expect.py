@@ -5,17 +5,29 @@ function, so a vector means the same thing in both. :func:`match` looks at the b
 received since the previous expectation and answers: decided (consumed so many bytes,
 with or without a difference) or undecided (more bytes are needed). Offline, undecided
 means the server said nothing more; over a socket it means keep reading until a timeout.
+
+Reading from a socket, :func:`match` is asked again as bytes arrive, so an undecided
+answer says how to ask cheaply: ``checked`` bytes need not be looked at again, and
+nothing can be decided before ``needed`` bytes. A caller that honours both does work in
+proportion to the bytes received, however they are dribbled, and learns the size an
+announced answer (a Content-Length, a close frame's length) would take before holding it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 __all__ = ["HEAD_LIMIT", "Match", "head_lines", "match", "status_of"]
 
 HEAD_LIMIT = 65536
-"""Bytes of an HTTP response head read before giving up on finding its end."""
+"""Bytes of an HTTP response head, its blank line included, searched for its end."""
+_LENGTH_DIGITS = 18
+"""Digits of a Content-Length taken as a number; a longer one is a difference."""
+_BLOCK = 4096
+
+Bytes: TypeAlias = bytes | bytearray
 
 
 @dataclass(frozen=True)
@@ -30,57 +42,74 @@ class Match:
     """Empty when the bytes matched; otherwise what differs."""
     offset: int = 0
     """Where in the received bytes the difference starts."""
+    checked: int = 0
+    """While undecided: the bytes already compared, which the next call may skip."""
+    needed: int = 0
+    """While undecided: nothing can be decided before this many bytes (or the close)."""
 
     @property
     def ok(self) -> bool:
         return self.done and not self.problem
 
 
-_MORE = Match(False)
+def _more(needed: int, checked: int = 0) -> Match:
+    return Match(False, checked=checked, needed=needed)
 
 
 def match(
     kind: str,
-    data: bytes,
+    data: Bytes,
     *,
     expected: bytes = b"",
     code: int = 0,
     headers: Iterable[tuple[str, str]] = (),
     vary: Iterable[str] = (),
     eof: bool = False,
+    checked: int = 0,
 ) -> Match:
     """Compare ``data`` (server bytes not yet accounted for) with one expectation.
 
     ``kind`` is a step kind: ``expect``, ``expect_head``, ``expect_status``,
     ``expect_close`` or ``expect_eof``. ``eof`` says the server has closed, so nothing
-    more will come and an incomplete answer is a difference, not a wait.
+    more will come and an incomplete answer is a difference, not a wait. ``checked`` is
+    the previous undecided answer's, when ``data`` has only grown since.
     """
     if kind == "expect":
-        return _exact(data, expected, eof)
+        return _exact(data, expected, eof, checked)
     if kind == "expect_head":
-        return _head(data, expected, {v.lower() for v in vary}, eof)
+        return _head(data, expected, {v.lower() for v in vary}, eof, checked)
     if kind == "expect_status":
-        return _status(data, code, tuple(headers), eof)
+        return _status(data, code, tuple(headers), eof, checked)
     if kind == "expect_close":
         return _close(data, code, eof)
     if kind == "expect_eof":
         if data:
             return Match(True, 0, "unexpected bytes before the close")
-        return Match(True) if eof else _MORE
+        return Match(True) if eof else _more(1)
     raise ValueError(f"not an expectation: {kind}")
 
 
-def _exact(data: bytes, expected: bytes, eof: bool) -> Match:
+def _exact(data: Bytes, expected: bytes, eof: bool, checked: int) -> Match:
     n = len(expected)
-    got = data[:n]
-    if got == expected:
-        return Match(True, n)
-    if expected.startswith(got):
+    end = min(len(data), n)
+    start = min(checked, end)
+    if data[start:end] == expected[start:end]:
+        if end == n:
+            return Match(True, n)
         if eof:
-            return Match(True, 0, f"connection closed after {len(got)} of {n} bytes", len(got))
-        return _MORE
-    offset = next(i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b)
+            return Match(True, 0, f"connection closed after {end} of {n} bytes", end)
+        return _more(end + 1, checked=end)
+    offset = _first_difference(data, expected, start, end)
     return Match(True, 0, f"server bytes differ at offset {offset}", offset)
+
+
+def _first_difference(a: Bytes, b: bytes, start: int, end: int) -> int:
+    """Where ``a`` and ``b`` first differ between ``start`` and ``end`` (they do): whole
+    blocks compared at C speed, then one block byte by byte."""
+    while a[start : start + _BLOCK] == b[start : start + _BLOCK]:
+        start += _BLOCK
+    stop = min(start + _BLOCK, end)
+    return next(i for i in range(start, stop) if a[i] != b[i])
 
 
 def head_lines(head: bytes) -> list[bytes]:
@@ -92,13 +121,19 @@ def _name(line: bytes) -> str:
     return line.partition(b":")[0].strip().decode("latin-1").lower()
 
 
-def _head(data: bytes, expected: bytes, vary: set[str], eof: bool) -> Match:
-    end = data.find(b"\r\n\r\n")
+def _head_end(data: Bytes, checked: int) -> int:
+    """Where the blank line ending the head starts, -1 if not within HEAD_LIMIT; only
+    bytes past ``checked`` are searched (and the 3 before, for a line end cut in two)."""
+    return data.find(b"\r\n\r\n", max(0, checked - 3), HEAD_LIMIT)
+
+
+def _head(data: Bytes, expected: bytes, vary: set[str], eof: bool, checked: int) -> Match:
+    end = _head_end(data, checked)
     if end < 0:
-        if eof or len(data) > HEAD_LIMIT:
-            return Match(True, 0, "no complete HTTP head", 0)
-        return _MORE
-    got = data[: end + 4]
+        if eof or len(data) >= HEAD_LIMIT:
+            return Match(True, 0, f"no complete HTTP head within {HEAD_LIMIT} bytes", 0)
+        return _more(len(data) + 1, checked=len(data))
+    got = bytes(data[: end + 4])
     want_lines, got_lines = head_lines(expected), head_lines(got)
     if want_lines[0] != got_lines[0]:
         return Match(True, 0, f"status line {_show(got_lines[0])}, expected "
@@ -128,28 +163,30 @@ def _show(line: bytes) -> str:
     return repr(line.decode("latin-1"))
 
 
-def status_of(data: bytes) -> int | None:
+def status_of(data: Bytes) -> int | None:
     """The status code of the HTTP response ``data`` starts with, if it starts with one."""
-    line = data.split(b"\r\n", 1)[0]
+    line = bytes(data[:64]).split(b"\r\n", 1)[0]  # "HTTP/1.1 NNN" is all that is read
     parts = line.split(b" ", 2)
     if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
         return int(parts[1])
     return None
 
 
-def _status(data: bytes, code: int, headers: tuple[tuple[str, str], ...], eof: bool) -> Match:
+def _status(
+    data: Bytes, code: int, headers: tuple[tuple[str, str], ...], eof: bool, checked: int
+) -> Match:
     """One HTTP response (head and Content-Length body): its status and the named
     headers are compared; other headers and the body's wording may differ."""
-    end = data.find(b"\r\n\r\n")
+    end = _head_end(data, checked)
     if end < 0:
-        if eof or len(data) > HEAD_LIMIT:
+        if eof or len(data) >= HEAD_LIMIT:
             return Match(True, 0, f"expected an HTTP response with status {code}")
-        return _MORE
+        return _more(len(data) + 1, checked=len(data))
     status = status_of(data)
     if status != code:
         return Match(True, 0, f"status {status}, expected {code}")
     found: dict[str, str] = {}
-    for line in head_lines(data[: end + 4])[1:]:
+    for line in head_lines(bytes(data[: end + 4]))[1:]:
         name, _, value = line.decode("latin-1").partition(":")
         found.setdefault(name.strip().lower(), value.strip())
     for name, value in headers:
@@ -157,23 +194,27 @@ def _status(data: bytes, code: int, headers: tuple[tuple[str, str], ...], eof: b
             return Match(True, 0, f"header {name}: {found.get(name.lower())!r}, "
                          f"expected {value!r}")
     length_text = found.get("content-length", "0") or "0"
-    length = int(length_text) if length_text.isdigit() else 0
+    length = 0
+    if length_text.isascii() and length_text.isdigit():
+        if len(length_text) > _LENGTH_DIGITS:
+            return Match(True, 0, f"Content-Length of {len(length_text)} digits")
+        length = int(length_text)
     if len(data) < end + 4 + length and not eof:
-        return _MORE
+        return _more(end + 4 + length)  # the head is read again once the body is in
     return Match(True, min(len(data), end + 4 + length))
 
 
-def _close(data: bytes, code: int, eof: bool) -> Match:
+def _close(data: Bytes, code: int, eof: bool) -> Match:
     """One unmasked close frame with this code (1005: no code); any reason."""
     if len(data) < 2:
         if eof:
             return Match(True, 0, f"expected a close frame with code {code}")
-        return _MORE
+        return _more(2)
     if data[0] != 0x88 or data[1] > 125:
         return Match(True, 0, f"expected a close frame with code {code}")
     length = data[1]
     if len(data) < 2 + length:
-        return Match(True, 0, "truncated close frame") if eof else _MORE
+        return Match(True, 0, "truncated close frame") if eof else _more(2 + length)
     got = int.from_bytes(data[2:4], "big") if length >= 2 else 1005
     if got != code:
         return Match(True, 0, f"close code {got}, expected {code}", 2)

@@ -4,15 +4,31 @@
 and sends, in order, and tells it when the handshake is done. The recording keeps the
 handshake and the first N frames each way, and becomes a vector: the client's bytes as
 ``send`` steps (masks as the client chose them), the server's as expectations, its EOFs
-as ``send_eof`` / ``expect_eof``. Credentials are redacted from the request: ``Cookie``,
-``Authorization`` and ``Proxy-Authorization`` values become ``[redacted]``, which
-changes nothing in an echo server's answer, so the vector still checks.
+as ``send_eof`` / ``expect_eof``.
+
+Feeding costs time linear in the bytes kept: each chunk is appended, consecutive chunks
+of one direction are one event, the end of the request head is searched for in the new
+bytes only, and frame boundaries are asked for again only once the unfinished frame has
+doubled (asking reads at most that frame's bytes). Everything else happens once, in
+:meth:`Recording.vector`, which the recorder runs off the event loop.
+
+Secrets are redacted from the request as the raw bytes have them, on every line form a
+client can send (CRLF, bare LF, a lone CR, obs-fold continuation lines, which belong to
+the field they continue): the header fields named in :class:`Redaction` become
+``[redacted]``, as do the query's values and any user:password in a URL. The answer is
+redacted to match: the fields that echo a redacted one (``Sec-WebSocket-Protocol``, the
+hixie origin), the location's query, and an error body's quotes of a redacted value. A
+server answers the redacted request the way the recording says, so the vector still
+checks. Bytes after a refused request's head never reached the server's logic and are
+left out; frames are kept as sent (``record_frames=0`` leaves them all out).
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -24,13 +40,28 @@ from wscompat.protocol.handshake.detect import detect
 from wscompat.protocol.http import HeadParser, Request
 from wscompat.vectors.expect import status_of
 
-__all__ = ["REDACTED", "Recording", "frame_end", "redact", "vector_options"]
+__all__ = [
+    "REDACTED", "REDACTED_TOKEN", "Recording", "Redaction", "frame_end", "redact",
+    "vector_options",
+]
 
 REDACTED = "[redacted]"
-REDACTED_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+_REDACTED = REDACTED.encode()
+REDACTED_TOKEN = "redacted"
+"""What a redacted subprotocol list becomes: a server refuses brackets in a token, and
+answers the redacted request with this as its subprotocol, as the recording says."""
+_TOKEN_FIELDS = frozenset({"sec-websocket-protocol", "websocket-protocol"})
 MAX_BYTES = 4 * 2**20
 """Bytes kept per direction; past it the recording is cut (and says so)."""
 HYBI_HEAD_VARY = ["Date", "Server"]
+MIN_QUOTED_SECRET = 4
+"""Bytes a redacted value needs before it is also replaced where an error body quotes
+it: shorter ones would replace unrelated text (a ``1`` in ``HTTP/1.1``)."""
+MAX_QUOTED_SECRETS = 256
+"""Redacted values looked for in an error body; a request with more has the whole body
+replaced instead, so the search stays bounded (a legitimate client sends a few)."""
+PLAIN_WINDOW = 65536
+"""Bytes of a request head searched for a sign of WebSocket (``record_plain``)."""
 
 VECTOR_OPTIONS = (
     "drafts", "subprotocols", "max_head_size", "max_headers", "max_message_size",
@@ -40,17 +71,183 @@ VECTOR_OPTIONS = (
 )
 """Server options that change what a server answers, written into recorded vectors."""
 
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+"""Where a request head ends, as the server's head parser decides it."""
+_REQUEST_START = re.compile(rb"[A-Z]+ \S+ HTTP/")
+_LINE_END = re.compile(rb"\r\n|\n|\r")
+"""Every line end a recorded head may hold: the parser takes CRLF and bare LF, and refuses
+a lone CR, but a refused head is recorded too."""
+_WEBSOCKET_FIELD = re.compile(rb"(?im)^(?:upgrade|(?:sec-)?websocket-[-\w]*)[ \t]*:")
+_QUERY = re.compile(rb"\?([^ \t]*)")
+_USERINFO = re.compile(rb"(://)([^/?#@ \t]*)@")
+_AUTHORITY = re.compile(rb"^([ \t]*[A-Za-z][-+.A-Za-z0-9]*://)([^/?# \t]*)")
+_CONTENT_LENGTH = re.compile(rb"(?im)^(content-length[ \t]*:[ \t]*)[0-9]+")
+_ECHOED = {
+    "sec-websocket-origin": ("origin", "sec-websocket-origin"),
+    "websocket-origin": ("origin", "sec-websocket-origin"),
+    "sec-websocket-protocol": ("sec-websocket-protocol", "websocket-protocol"),
+    "websocket-protocol": ("sec-websocket-protocol", "websocket-protocol"),
+}
+"""Answer fields and the request fields they repeat."""
+_LOCATIONS = frozenset({"sec-websocket-location", "websocket-location", "location"})
 
-def redact(head: bytes) -> tuple[bytes, list[str]]:
-    """The request head with credential values replaced, and the headers redacted."""
-    lines, redacted = head.split(b"\r\n"), []
-    for index, line in enumerate(lines[1:], 1):
-        name, colon, _ = line.partition(b":")
-        key = name.strip().decode("latin-1")
-        if colon and key.lower() in REDACTED_HEADERS:
-            lines[index] = name + b": " + REDACTED.encode()
-            redacted.append(key)
-    return b"\r\n".join(lines), redacted
+
+@dataclass(frozen=True)
+class Redaction:
+    """What a recording leaves out: these header fields' values (lowercase names), and
+    with ``query`` every value of the request target's query."""
+
+    headers: frozenset[str]
+    query: bool = True
+
+    @classmethod
+    def of(cls, options: ServerOptions) -> Redaction:
+        return cls(frozenset(name.strip().lower() for name in options.record_redact),
+                   options.record_redact_query)
+
+
+DEFAULT_REDACTION = Redaction.of(ServerOptions())
+
+
+@dataclass
+class _Redacted:
+    """A request head with its secrets replaced, what was replaced, and the values."""
+
+    data: bytes
+    names: list[str] = field(default_factory=list)
+    secrets: set[bytes] = field(default_factory=set)
+
+    def note(self, name: str) -> None:
+        if name.lower() not in (n.lower() for n in self.names):
+            self.names.append(name)
+
+
+def redact(head: bytes, redaction: Redaction = DEFAULT_REDACTION) -> tuple[bytes, list[str]]:
+    """The request head with its secrets replaced, and what was redacted."""
+    redacted = _redact_request(head, redaction)
+    return redacted.data, redacted.names
+
+
+def _lines(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Each line of ``data`` and the end it had (empty for a last line without one)."""
+    lines, pos = [], 0
+    for end in _LINE_END.finditer(data):
+        lines.append((data[pos : end.start()], end.group()))
+        pos = end.end()
+    if pos < len(data):
+        lines.append((data[pos:], b""))
+    return lines
+
+
+def _field_name(line: bytes) -> tuple[bytes, str] | None:
+    """The name of the field on ``line`` as written, and lowercased; None without a colon."""
+    name, colon, _ = line.partition(b":")
+    if not colon:
+        return None
+    return name, name.strip(b" \t").decode("latin-1").lower()
+
+
+def _marker(field_name: str) -> bytes:
+    """What a redacted field's value becomes."""
+    return REDACTED_TOKEN.encode() if field_name in _TOKEN_FIELDS else _REDACTED
+
+
+def _pieces(value: bytes) -> set[bytes]:
+    """A redacted value and its parts (list items, cookie values, credentials after
+    their scheme): what an answer might quote, long enough to look for."""
+    value = value.strip(b" \t")
+    found = {value}
+    for part in re.split(rb"[ \t,;]+", value):
+        found.update((part, part.partition(b"=")[2]))
+    return {piece for piece in found if len(piece) >= MIN_QUOTED_SECRET}
+
+
+def _redact_url(text: bytes, redaction: Redaction, redacted: _Redacted) -> bytes:
+    """``text`` with the user:password of any URL in it, and (``redaction.query``) every
+    query value, replaced. Parameters keep their names; one without ``=`` is all value."""
+
+    def userinfo(match: re.Match[bytes]) -> bytes:
+        if not match[2]:
+            return match[0]
+        redacted.secrets.update(_pieces(match[2]))
+        redacted.note("URL credentials")
+        return match[1] + _REDACTED + b"@"
+
+    def query(match: re.Match[bytes]) -> bytes:
+        parts = re.split(rb"([&;])", match[1])
+        for index in range(0, len(parts), 2):
+            name, equals, value = parts[index].partition(b"=")
+            secret = value if equals else name
+            if secret:
+                redacted.secrets.update(_pieces(secret))
+                redacted.note("query values")
+                parts[index] = name + b"=" + _REDACTED if equals else _REDACTED
+        return b"?" + b"".join(parts)
+
+    text = _USERINFO.sub(userinfo, text)
+    return _QUERY.sub(query, text) if redaction.query else text
+
+
+def _redact_request(head: bytes, redaction: Redaction) -> _Redacted:
+    redacted = _Redacted(b"")
+    out: list[bytes] = []
+    hiding = False  # the field that continuation lines continue is redacted
+    for index, (original, end) in enumerate(_lines(head)):
+        line = original
+        if index == 0:
+            line = _redact_url(line, redaction, redacted)
+        elif line[:1] in (b" ", b"\t"):
+            # A continuation, of a redacted field or itself shaped like one (a lenient
+            # reader would take it for a field of its own).
+            inner = _field_name(line)
+            if (hiding or (inner is not None and inner[1] in redaction.headers)) and (
+                line.strip(b" \t")
+            ):
+                redacted.secrets.update(_pieces(line))
+                line = line[: len(line) - len(line.lstrip(b" \t"))] + _REDACTED
+        else:
+            name = _field_name(line)
+            hiding = name is not None and name[1] in redaction.headers
+            if name is not None and hiding:
+                redacted.secrets.update(_pieces(line[len(name[0]) + 1 :]))
+                redacted.note(name[0].strip(b" \t").decode("latin-1"))
+                line = name[0] + b": " + _marker(name[1])
+        out.append(line + end)
+    redacted.data = b"".join(out)
+    return redacted
+
+
+def _redact_answer(text: bytes, redaction: Redaction, request: _Redacted) -> bytes:
+    """The server's text (a response head, and an error's body) redacted to match the
+    request: what the server would have answered to the redacted request."""
+    head_end = text.find(b"\r\n\r\n")
+    head, body = (text, b"") if head_end < 0 else (text[: head_end + 4], text[head_end + 4 :])
+    out: list[bytes] = []
+    for index, (original, end) in enumerate(_lines(head)):
+        line = original
+        name = _field_name(line) if index else None
+        if name is not None:
+            key = name[1]
+            if key in redaction.headers or any(
+                echoed in redaction.headers for echoed in _ECHOED.get(key, ())
+            ):
+                line = name[0] + b": " + _marker(key)
+            elif key in _LOCATIONS:
+                value = _redact_url(line[len(name[0]) + 1 :], redaction, _Redacted(b""))
+                if "host" in redaction.headers:
+                    value = _AUTHORITY.sub(lambda m: m[1] + _REDACTED, value, count=1)
+                line = name[0] + b":" + value
+        out.append(line + end)
+    head = b"".join(out)
+    scrubbed = body
+    if len(request.secrets) > MAX_QUOTED_SECRETS:
+        scrubbed = _REDACTED + b"\n" if body else body
+    else:
+        for secret in sorted(request.secrets, key=len, reverse=True):
+            scrubbed = scrubbed.replace(secret, _REDACTED)
+    if scrubbed != body:
+        head = _CONTENT_LENGTH.sub(lambda m: m[1] + str(len(scrubbed)).encode(), head, count=1)
+    return head + scrubbed
 
 
 def vector_options(options: ServerOptions) -> dict[str, Any]:
@@ -85,6 +282,8 @@ class _Side:
     """Offset past the last byte kept, once the frame count is reached (or MAX_BYTES)."""
     cut: bool = False
     """Bytes were left out."""
+    recheck_at: int = 0
+    """Length the data must reach before frame boundaries are looked for again."""
 
     def add(self, chunk: bytes) -> tuple[int, int] | None:
         """Keep what fits; the kept byte range, or None when nothing was kept."""
@@ -99,33 +298,51 @@ class _Side:
         return (start, len(self.data)) if chunk else None
 
 
+Event = tuple[str, int, int]
+
+
 class Recording:
     """A connection's bytes both ways, in order, until it ends."""
 
     def __init__(self, frames: int = 10, started: datetime.datetime | None = None) -> None:
-        self.frames = frames
+        self.frames = max(frames, 0)
         self.client = _Side()
         self.server = _Side()
-        self.events: list[tuple[str, int, int]] = []
-        """("client" | "server", start, end) byte ranges and ("client_eof" | "server_eof")."""
+        self.events: list[Event] = []
+        """("client" | "server", start, end) byte ranges, consecutive ones of a direction
+        merged, and ("client_eof" | "server_eof", 0, 0)."""
         self.draft: Draft | None = None
         self.close_code: int | None = None
         self.started = started
         """When the connection began (UTC), for the description."""
+        self.head_end: int | None = None
+        """Offset just past the request head's blank line, once it has come."""
+        self._head_searched = 0
+        self._client_eof = False
+        self._server_eof = False
 
     # -- feeding ------------------------------------------------------------------------
 
     def received(self, data: bytes) -> None:
         self._add("client", self.client, data)
+        if self.head_end is None:
+            blank = _BLANK_LINE.search(self.client.data, max(self._head_searched - 2, 0))
+            if blank is not None:
+                self.head_end = blank.end()
+            self._head_searched = len(self.client.data)
 
     def sent(self, data: bytes) -> None:
         self._add("server", self.server, data)
 
     def received_eof(self) -> None:
-        self._eof("client_eof")
+        if not (self._client_eof or self._server_eof):
+            self._client_eof = True
+            self.events.append(("client_eof", 0, 0))
 
     def sent_eof(self) -> None:
-        self._eof("server_eof")
+        if not self._server_eof:
+            self._server_eof = True
+            self.events.append(("server_eof", 0, 0))
 
     def opened(self, draft: Draft, leftover: int) -> None:
         """The handshake is done; the last ``leftover`` client bytes are frames."""
@@ -136,73 +353,114 @@ class Recording:
         self._count(self.server)
 
     def _add(self, kind: str, side: _Side, data: bytes) -> None:
-        if any(k == "server_eof" for k, _, _ in self.events):
+        if self._server_eof:
             return  # after the server closed, nothing changes what it said
         kept = side.add(data)
-        if kept is not None:
+        if kept is None:
+            return
+        last = self.events[-1] if self.events else None
+        if last is not None and last[0] == kind and last[2] == kept[0]:
+            self.events[-1] = (kind, last[1], kept[1])
+        else:
             self.events.append((kind, *kept))
-            self._count(side)
+        self._count(side)
 
-    def _eof(self, kind: str) -> None:
-        if not any(k in (kind, "server_eof") for k, _, _ in self.events):
-            self.events.append((kind, 0, 0))
+    def _count(self, side: _Side, *, final: bool = False) -> None:
+        """Find the ends of the frames kept so far; at the frame count, drop the rest.
 
-    def _count(self, side: _Side) -> None:
+        ``frame_end`` reads at most the unfinished frame's bytes, so it is asked again
+        only once they have doubled (``final``: now): linear in all, however the frame
+        is dribbled.
+        """
         if self.draft is None or side.frames_from is None or side.limit is not None:
+            return
+        if not final and len(side.data) < side.recheck_at:
             return
         pos = side.frame_ends[-1] if side.frame_ends else side.frames_from
         while len(side.frame_ends) < self.frames:
             end = frame_end(self.draft, side.data, pos)
             if end is None:
+                side.recheck_at = len(side.data) + max(len(side.data) - pos, 1)
                 return
             side.frame_ends.append(end)
             pos = end
         side.limit = pos
-        side.cut = len(side.data) > pos
+        side.cut = side.cut or len(side.data) > pos
         del side.data[pos:]
 
-    # -- the vector ---------------------------------------------------------------------
+    # -- what is kept -------------------------------------------------------------------
 
     @property
     def truncated(self) -> bool:
         return self.client.cut or self.server.cut
 
-    def vector(self, options: ServerOptions | None = None) -> dict[str, Any] | None:
-        """The vector, or None when the connection was not an HTTP exchange (TLS,
-        a Flash policy request, nothing at all)."""
-        head_end = self.client.data.find(b"\r\n\r\n")
-        if head_end < 0 or not re.match(rb"[A-Z]+ \S+ HTTP/", self.client.data):
+    @property
+    def size(self) -> int:
+        """Bytes held, both ways."""
+        return len(self.client.data) + len(self.server.data)
+
+    def worth_keeping(self, *, plain: bool = True) -> bool:
+        """Whether the exchange makes a vector, decided cheaply: a complete HTTP request
+        head, not refused for load (503), and unless ``plain``, a WebSocket request (an
+        ``Upgrade`` or ``Sec-WebSocket-*`` / ``WebSocket-*`` field)."""
+        if self.head_end is None or not _REQUEST_START.match(self.client.data):
+            return False
+        if status_of(bytes(self.server.data[:1024])) == 503:
+            return False
+        return plain or _WEBSOCKET_FIELD.search(
+            self.client.data, 0, min(self.head_end, PLAIN_WINDOW)) is not None
+
+    # -- the vector ---------------------------------------------------------------------
+
+    def vector(self, options: ServerOptions | None = None,
+               redaction: Redaction | None = None) -> dict[str, Any] | None:
+        """The vector, or None when the connection was not an HTTP exchange (TLS, a Flash
+        policy request, nothing at all), was refused for load, or (without
+        ``options.record_plain``) was a plain HTTP request."""
+        plain = options is None or options.record_plain
+        if self.head_end is None or not self.worth_keeping(plain=plain):
             return None
-        status = status_of(bytes(self.server.data))
-        if status == 503:
-            return None  # refused for load (max_connections), not for what was sent
-        head, redacted = redact(bytes(self.client.data[: head_end + 4]))
-        client, events = self._redacted(head, head_end + 4)
+        if redaction is None:
+            redaction = DEFAULT_REDACTION if options is None else Redaction.of(options)
+        self._count(self.client, final=True)
+        self._count(self.server, final=True)
+        status = status_of(bytes(self.server.data[:1024]))
+        refused = status is not None and status != 101
+        request = _redact_request(bytes(self.client.data[: self.head_end]), redaction)
+        client = _shown(self.client, self.head_end, request.data, keep_rest=not refused)
+        text_end = self.server.data.find(b"\r\n\r\n") + 4
+        if refused or text_end < 4:
+            text_end = len(self.server.data) if refused else 0
+        answer = _redact_answer(bytes(self.server.data[:text_end]), redaction, request)
+        server = _shown(self.server, text_end, answer, keep_rest=True)
+        head = request.data
         draft = self.draft or _guess_draft(head)
-        steps = self._steps(client, events, len(head), draft, status)
+        steps = self._steps(client, server, draft, status)
         end: dict[str, Any]
-        if status is not None and status != 101:
+        if refused:
             end = {"status": status}
         elif self.truncated:
             end = {"eof": False}
         else:
-            end = {"eof": any(k == "server_eof" for k, _, _ in self.events)}
+            end = {"eof": self._server_eof}
             if self.close_code is not None and self.draft is not None:
                 end = {"close_code": self.close_code, **end}
-        target = " ".join(head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2])
+        request_line = _lines(head)[0][0] if head else b""
+        target = " ".join(request_line.decode("latin-1").split(" ")[:2])
         if status == 101:
-            name = (f"{target}: {draft.value} handshake, {len(self.client.frame_ends)} "
-                    f"frames in, {len(self.server.frame_ends)} out")
+            name = (f"{target}: {draft.value} handshake, {len(client.side.frame_ends)} "
+                    f"frames in, {len(server.side.frame_ends)} out")
         else:
             name = f"{target}: " + (f"answered {status}" if status else "no answer")
         agent = _header(head, "User-Agent")
         when = f" on {self.started.strftime('%Y-%m-%d %H:%M UTC')}" if self.started else ""
+        kept = f"the first {self.frames} frames each way" if self.frames else "no frames"
         description = [f"Recorded by wscompat serve --record{when}, keeping the handshake "
-                       f"and the first {self.frames} frames each way."]
+                       f"and {kept}."]
         if self.truncated:
             description.append("The connection went on; the rest was left out.")
-        if redacted:
-            description.append(f"{', '.join(redacted)} redacted.")
+        if request.names:
+            description.append(f"{', '.join(request.names)} redacted.")
         vector: dict[str, Any] = {
             "$schema": "../schema.json",
             "name": name,
@@ -218,33 +476,22 @@ class Recording:
         vector["end"] = end
         return vector
 
-    def _redacted(self, head: bytes, head_size: int) -> tuple[_Side, list[tuple[str, int, int]]]:
-        """The client side with the redacted head in place of the real one, and the
-        events with client offsets moved to match."""
-        shift = len(head) - head_size
-
-        def moved(offset: int) -> int:
-            return offset + shift if offset >= head_size else min(offset, len(head))
-
-        client = _Side(bytearray(head) + self.client.data[head_size:],
-                       frame_ends=[moved(e) for e in self.client.frame_ends])
-        events = [(k, moved(a), moved(b)) if k == "client" else (k, a, b)
-                  for k, a, b in self.events]
-        return client, events
-
-    def _steps(self, client: _Side, events: list[tuple[str, int, int]], head_size: int,
-               draft: Draft, status: int | None) -> list[dict[str, Any]]:
-        spans: list[list[Any]] = []  # [kind, start, end], consecutive bytes merged
-        for kind, start, end in events:
-            if kind.endswith("_eof") and self.truncated:
-                continue  # the close happened after the part that was kept
-            if spans and spans[-1][0] == kind and kind in ("client", "server"):
+    def _steps(self, client: _Shown, server: _Shown, draft: Draft,
+               status: int | None) -> list[dict[str, Any]]:
+        spans: list[list[Any]] = []  # [kind, start, end] in the redacted sides
+        for kind, was_start, was_end in self.events:
+            if kind.endswith("_eof"):
+                if not self.truncated:
+                    spans.append([kind, 0, 0])
+                continue
+            at = client.at if kind == "client" else server.at
+            start, end = at(was_start), at(was_end)
+            if start >= end:
+                continue  # past the frames kept, or after a refused request's head
+            if spans and spans[-1][0] == kind and spans[-1][2] == start:
                 spans[-1][2] = end
             else:
                 spans.append([kind, start, end])
-        server_text = self.server.data.find(b"\r\n\r\n") + 4
-        if status is not None and status != 101:
-            server_text = len(self.server.data)  # an error response is all text
         steps: list[dict[str, Any]] = []
         for kind, start, end in spans:
             if kind == "client_eof":
@@ -252,16 +499,40 @@ class Recording:
             elif kind == "server_eof":
                 steps.append({"expect_eof": True})
             elif kind == "client":
-                steps.append({"send": _data(client, start, end, head_size)})
-            elif (start == 0 and status == 101 and server_text >= 4
+                steps.append({"send": _data(client.side, start, end, client.text_end)})
+            elif (start == 0 and status == 101 and server.text_end >= 4
                   and draft not in (Draft.HIXIE75, Draft.HIXIE76)):
-                head = self.server.data[:server_text].decode("latin-1")
+                head = server.side.data[: server.text_end].decode("latin-1")
                 steps.append({"expect_head": head, "vary": HYBI_HEAD_VARY})
-                if end > server_text:
-                    steps.append({"expect": _data(self.server, server_text, end, 0)})
+                if end > server.text_end:
+                    steps.append({"expect": _data(server.side, server.text_end, end, 0)})
             else:
-                steps.append({"expect": _data(self.server, start, end, server_text)})
+                steps.append({"expect": _data(server.side, start, end, server.text_end)})
         return steps
+
+
+@dataclass
+class _Shown:
+    """One direction as the vector shows it: redacted, where each recorded offset lands
+    in it, and where its text (the head) ends."""
+
+    side: _Side
+    at: Callable[[int], int]
+    text_end: int
+
+
+def _shown(side: _Side, text_end: int, text: bytes, *, keep_rest: bool) -> _Shown:
+    """``side`` with its first ``text_end`` bytes replaced by ``text`` (and without the
+    bytes after them unless ``keep_rest``)."""
+    rest = side.data[text_end:] if keep_rest else bytearray()
+    new = _Side(bytearray(text) + rest)
+    shift, total = len(text) - text_end, len(new.data)
+
+    def moved(offset: int) -> int:
+        return min(offset + shift if offset >= text_end else min(offset, len(text)), total)
+
+    new.frame_ends = [e for e in map(moved, side.frame_ends) if len(text) < e <= total]
+    return _Shown(new, moved, len(text))
 
 
 def _data(side: _Side, start: int, end: int, text_end: int) -> Any:
@@ -272,7 +543,10 @@ def _data(side: _Side, start: int, end: int, text_end: int) -> Any:
     if pos < text_end:
         pieces.append(_text(bytes(side.data[pos : min(end, text_end)])))
         pos = min(end, text_end)
-    for cut in [*(e for e in side.frame_ends if pos < e < end), end]:
+    ends = side.frame_ends
+    index = bisect_right(ends, pos)
+    cuts: Iterable[int] = [*ends[index : bisect_right(ends, end - 1, index)], end]
+    for cut in cuts:
         if pos < cut:
             pieces.append({"hex": bytes(side.data[pos:cut]).hex(" ")})
             pos = cut

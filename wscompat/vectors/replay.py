@@ -10,6 +10,15 @@ step. A vector ends as one of:
 ``no_answer``  the server said nothing within the timeout where an answer was due;
 ``skipped``    the vector needs server options this run was not told the server has.
 
+The server may be hostile, so everything it can make replay hold is bounded: each
+expectation's wait (``timeout``), each vector's whole exchange (``vector_deadline``,
+pauses included), the run (``run_deadline``), and the bytes held at once for one vector
+(``max_answer``). Server bytes are kept in one buffer per connection from which matched
+bytes are dropped at the front, and the matcher is asked again only where its last
+answer says something new can be decided, so the work done stays in proportion to the
+bytes received, however they are dribbled. An answer that announces more than
+``max_answer`` bytes (a Content-Length) fails at once, without waiting for it.
+
 The requests go out exactly as recorded, ``Host`` and path included: hixie answers echo
 them, so rewriting them would change what the right answer is. Replay cannot see what
 the server's application received, so ``events`` are not compared; vectors assume an
@@ -22,6 +31,7 @@ import json
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,13 +39,34 @@ import trio
 
 from wscompat.trio.client import open_stream
 from wscompat.vectors.expect import status_of
-from wscompat.vectors.format import EXPECTATIONS, Step, Vector
-from wscompat.vectors.report import Outcome
+from wscompat.vectors.format import (
+    DRAFT_DIRS,
+    EXPECTATIONS,
+    LoadLimits,
+    Step,
+    Vector,
+    VectorError,
+    load,
+)
+from wscompat.vectors.report import DIFF_LIMIT, Outcome
 
-__all__ = ["STATUSES", "ReplaySettings", "parse_url", "replay_all", "replay_vector"]
+__all__ = [
+    "MAX_ANSWER", "RUN_DEADLINE", "STATUSES", "VECTOR_DEADLINE", "ReplaySettings", "parse_url",
+    "replay_all", "replay_vector",
+]
 
 STATUSES = ("expected", "different", "no_answer", "skipped")
 FAILING = ("different", "no_answer")
+VECTOR_DEADLINE = 120.0
+"""Seconds one vector's whole exchange may take: connecting, every step and pause."""
+RUN_DEADLINE = 600.0
+"""Seconds a whole replay run may take."""
+MAX_ANSWER = 16 * 2**20
+"""Server bytes held at once for one vector: received and not yet matched."""
+_READ_SIZE = 65536
+"""Bytes asked of the socket per read."""
+_START = 64
+"""Bytes kept from the start of the server's answer, for its status line."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,14 @@ class ReplaySettings:
     server_options: dict[str, Any] = field(default_factory=dict)
     """The options the server was started with; vectors needing others are skipped."""
     ssl_context: ssl.SSLContext | None = None
+    vector_deadline: float = VECTOR_DEADLINE
+    """Seconds one vector may take in all."""
+    run_deadline: float = RUN_DEADLINE
+    """Seconds the whole run may take; vectors not finished by then are no answer."""
+    max_answer: int = MAX_ANSWER
+    """Server bytes held at once for one vector."""
+    limits: LoadLimits = field(default_factory=LoadLimits)
+    """For vectors given as files, loaded when their turn comes."""
 
 
 def parse_url(url: str) -> tuple[str, int, bool]:
@@ -77,18 +116,25 @@ def _options_key(options: dict[str, Any]) -> str:
 
 
 class _Peer:
-    """One connection's socket, the bytes received on it and how far they are compared."""
+    """One connection's socket and the server bytes received on it not yet matched."""
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, max_answer: int) -> None:
         self.stream = stream
-        self.received = bytearray()
-        self.read = 0
+        self.pending = bytearray()
+        """Received and not yet accounted for by an expectation (matched bytes are
+        dropped from the front, which a bytearray does without copying the rest)."""
+        self.start = b""
+        """The first bytes of the answer, for its status line."""
+        self.max_answer = max_answer
+        self.overflow = False
+        """More than ``max_answer`` bytes are pending: reading has stopped."""
         self.eof = False
         self.reset = False
+        self.step = 0
+        """The step being played, counted from 1."""
 
-    @property
-    def pending(self) -> bytes:
-        return bytes(self.received[self.read :])
+    def consume(self, size: int) -> None:
+        del self.pending[:size]
 
     async def send(self, data: bytes) -> bool:
         try:
@@ -107,50 +153,69 @@ class _Peer:
         return True
 
     async def receive(self, seconds: float) -> bool:
-        """Read once within ``seconds``; False when nothing came in time."""
-        if self.eof:
+        """Read once within ``seconds``; False when nothing came in time, or nothing
+        more is read (the server closed, or sent more than ``max_answer`` bytes)."""
+        if self.eof or self.overflow:
             return False
+        room = self.max_answer + 1 - len(self.pending)
         with trio.move_on_after(max(seconds, 0.0)):
             try:
-                data = await self.stream.receive_some(65536)
+                data = await self.stream.receive_some(min(_READ_SIZE, room))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data, self.reset = b"", True
-            if data:
-                self.received += data
-            else:
+            if not data:
                 self.eof = True
+                return True
+            if len(self.start) < _START:
+                self.start += data[: _START - len(self.start)]
+            self.pending += data
+            self.overflow = len(self.pending) > self.max_answer
             return True
         return False
 
 
 async def replay_vector(vector: Vector, settings: ReplaySettings) -> Outcome:
-    """Replay one vector on a fresh connection and classify the server's answer."""
+    """Replay one vector on a fresh connection and classify the server's answer, within
+    ``settings.vector_deadline``."""
     outcome = Outcome(vector.id, vector.draft.value, vector.name, str(vector.path), "expected")
     if _options_key(vector.options) != _options_key(settings.server_options):
         outcome.status = "skipped"
         outcome.problem = (f"needs a server started with options {_options_key(vector.options)}"
                            if vector.options else "needs a server started with default options")
         return outcome
-    try:
-        with trio.fail_after(settings.timeout):
-            stream = await open_stream(settings.host, settings.port, secure=settings.secure,
-                                       ssl_context=settings.ssl_context)
-    except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-        outcome.status, outcome.problem = "no_answer", f"cannot connect: {exc or 'timed out'}"
-        return outcome
-    peer = _Peer(stream)
-    try:
-        await _play(vector, settings, peer, outcome)
-    finally:
-        await trio.aclose_forcefully(stream)
-    if peer.reset:
+    peer: _Peer | None = None
+    with trio.move_on_after(settings.vector_deadline) as deadline:
+        try:
+            with trio.fail_after(settings.timeout):
+                stream = await open_stream(settings.host, settings.port,
+                                           secure=settings.secure,
+                                           ssl_context=settings.ssl_context)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            outcome.status = "no_answer"
+            outcome.problem = f"cannot connect: {exc or 'timed out'}"
+            return outcome
+        peer = _Peer(stream, settings.max_answer)
+        try:
+            await _play(vector, settings, peer, outcome)
+        finally:
+            await trio.aclose_forcefully(stream)
+    if deadline.cancelled_caught:
+        where = f" (at step {peer.step})" if peer and peer.step else ""
+        _fail(outcome, "no_answer", f"the vector did not finish within its deadline of "
+              f"{settings.vector_deadline:g} s{where}", step=peer.step if peer else 0,
+              actual=bytes(peer.pending[:DIFF_LIMIT]) if peer else b"")
+    if peer and peer.reset:
         outcome.notes.append("the server reset the connection")
+    if peer and peer.overflow:
+        outcome.notes.append(f"the server sent more than {settings.max_answer} bytes that "
+                             "no expectation accounted for; replay stopped reading")
     return outcome
 
 
 async def _play(vector: Vector, settings: ReplaySettings, peer: _Peer, outcome: Outcome) -> None:
     sent_eof = False
     for number, step in enumerate(vector.steps, 1):
+        peer.step = number
         if step.kind == "send":
             if not await _send(step, settings, peer):
                 outcome.notes.append(f"the server stopped reading before step {number}")
@@ -215,15 +280,28 @@ async def _expect(
     step: Step, number: int, settings: ReplaySettings, peer: _Peer, outcome: Outcome
 ) -> bool:
     deadline = trio.current_time() + settings.timeout
+    expected = step.data if step.kind in ("expect", "expect_head") else b""
+    checked = needed = 0
     while True:
-        found = step.match(peer.pending, eof=peer.eof)
-        if found.done:
-            break
+        if peer.eof or len(peer.pending) >= needed:
+            found = step.match(peer.pending, eof=peer.eof, checked=checked)
+            if found.done:
+                break
+            checked, needed = found.checked, found.needed
+            if needed > settings.max_answer:
+                _fail(outcome, "different", f"{step.kind}: the answer needs at least "
+                      f"{needed} bytes, more than the {settings.max_answer} replay holds",
+                      step=number, expected=expected, actual=peer.pending)
+                return False
+        if peer.overflow:
+            _fail(outcome, "different", f"{step.kind}: more than {settings.max_answer} bytes "
+                  "without a complete answer", step=number, expected=expected,
+                  actual=peer.pending)
+            return False
         if not await peer.receive(deadline - trio.current_time()):
-            expected = step.data if step.kind in ("expect", "expect_head") else b""
             if peer.pending:
-                _fail(outcome, "different", f"incomplete answer: {len(peer.pending)} bytes, "
-                      f"then nothing for {settings.timeout:g} s", step=number,
+                _fail(outcome, "different", f"incomplete answer: only {len(peer.pending)} "
+                      f"bytes within {settings.timeout:g} s", step=number,
                       expected=expected, actual=peer.pending)
             else:
                 what = ("did not close the connection" if step.kind == "expect_eof"
@@ -232,18 +310,17 @@ async def _expect(
                       f"{settings.timeout:g} s", step=number, expected=expected)
             return False
     if found.problem:
-        expected = step.data if step.kind in ("expect", "expect_head") else b""
         _fail(outcome, "different", f"{step.kind}: {found.problem}", step=number,
               expected=expected, actual=peer.pending)
         return False
-    peer.read += found.consumed
+    peer.consume(found.consumed)
     return True
 
 
 def _check_end(vector: Vector, peer: _Peer, outcome: Outcome) -> None:
     end = vector.end
     if "status" in end:
-        status = status_of(bytes(peer.received))
+        status = status_of(peer.start)
         if status != end["status"]:
             _fail(outcome, "different", f"end: status {status}, expected {end['status']}")
             return
@@ -260,22 +337,50 @@ def _fail(
     *,
     step: int = 0,
     expected: bytes = b"",
-    actual: bytes = b"",
+    actual: bytes | bytearray = b"",
 ) -> None:
+    """Record a failure; of the bytes, only what a report shows is kept."""
     outcome.status, outcome.problem, outcome.step = status, problem, step
-    outcome.expected, outcome.actual = expected, actual
+    outcome.expected, outcome.actual = expected[:DIFF_LIMIT], bytes(actual[:DIFF_LIMIT])
 
 
-async def replay_all(vectors: Sequence[Vector], settings: ReplaySettings) -> list[Outcome]:
-    """Replay every vector, ``settings.jobs`` at a time; outcomes in the given order."""
+async def replay_all(
+    vectors: Sequence[Vector | Path], settings: ReplaySettings
+) -> list[Outcome]:
+    """Replay every vector, ``settings.jobs`` at a time, within ``settings.run_deadline``;
+    outcomes in the given order. A vector given as a file is loaded when its turn comes
+    (so a run holds at most ``jobs`` vectors), with ``settings.limits``."""
     results: list[Outcome | None] = [None] * len(vectors)
     limiter = trio.CapacityLimiter(max(1, settings.jobs))
 
-    async def one(index: int, vector: Vector) -> None:
+    async def one(index: int, item: Vector | Path) -> None:
         async with limiter:
+            if isinstance(item, Vector):
+                results[index] = await replay_vector(item, settings)
+                return
+            try:
+                vector = load(item, settings.limits)
+            except VectorError as exc:
+                outcome = _unplayed(item, f"invalid vector: {exc}")
+                outcome.status = "skipped"
+                results[index] = outcome
+                return
             results[index] = await replay_vector(vector, settings)
 
-    async with trio.open_nursery() as nursery:
-        for index, vector in enumerate(vectors):
-            nursery.start_soon(one, index, vector)
-    return [r for r in results if r is not None]
+    with trio.move_on_after(settings.run_deadline):
+        async with trio.open_nursery() as nursery:
+            for index, item in enumerate(vectors):
+                nursery.start_soon(one, index, item)
+    late = (f"not finished within the run's deadline of {settings.run_deadline:g} s")
+    return [result if result is not None else _unplayed(item, late)
+            for result, item in zip(results, vectors, strict=True)]
+
+
+def _unplayed(item: Vector | Path, problem: str) -> Outcome:
+    """The outcome of a vector that did not get to the end of its replay."""
+    if isinstance(item, Vector):
+        return Outcome(item.id, item.draft.value, item.name, str(item.path), "no_answer",
+                       problem)
+    draft = item.parent.name if item.parent.name in DRAFT_DIRS else "(unknown)"
+    return Outcome(f"{item.parent.name}/{item.stem}", draft, "", str(item), "no_answer",
+                   problem)

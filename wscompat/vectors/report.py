@@ -4,6 +4,12 @@
 :class:`Outcome`; this module turns it into text for people and JSON for machines,
 without any I/O. Heads are diffed line by line with escapes, everything else as a hex
 dump around the first differing byte, so a failure says which byte is wrong.
+
+Everything shown comes from vector files or from a server, and either may be hostile:
+the text report passes every such string through :func:`printable`, so control bytes,
+ANSI escape sequences and bidirectional overrides are shown escaped, never sent to the
+terminal, and a long field is cut. The JSON report escapes them by being JSON
+(``ensure_ascii``).
 """
 
 from __future__ import annotations
@@ -15,12 +21,38 @@ from typing import Any
 
 from wscompat.drafts import Draft
 
-__all__ = ["Outcome", "byte_diff", "render", "summary", "to_json"]
+__all__ = ["DIFF_LIMIT", "FIELD_LIMIT", "Outcome", "byte_diff", "printable", "render",
+           "summary", "to_json"]
 
 DRAFT_ORDER = [d.value for d in Draft]
 _ROW = 16
-_DIFF_LIMIT = 4096
+DIFF_LIMIT = 4096
 """Bytes of each side shown in a diff; longer answers are cut."""
+FIELD_LIMIT = 1000
+"""Characters of one name, problem, path or note shown in the text report."""
+
+
+def printable(text: str, limit: int = FIELD_LIMIT) -> str:
+    """``text`` safe to print on a terminal, on one line: every character Python does
+    not call printable (controls such as ESC, CR and LF, bidirectional overrides, lone
+    surrogates) as its Python escape; cut after ``limit`` characters."""
+    cut = len(text) - limit
+    text = text[:limit]
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else _escape_char(ch) for ch in text)
+    return text + (f"… ({cut} more characters)" if cut > 0 else "")
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 @dataclass
@@ -53,8 +85,8 @@ class Outcome:
             "status": self.status,
             "problem": self.problem,
             "step": self.step,
-            "expected_hex": self.expected[:_DIFF_LIMIT].hex(" "),
-            "actual_hex": self.actual[:_DIFF_LIMIT].hex(" "),
+            "expected_hex": self.expected[:DIFF_LIMIT].hex(" "),
+            "actual_hex": self.actual[:DIFF_LIMIT].hex(" "),
             "diff": self.diff,
             "notes": self.notes,
         }
@@ -105,7 +137,7 @@ def _hex_row(offset: int, row: bytes) -> str:
 def byte_diff(expected: bytes, actual: bytes) -> list[str]:
     """Lines showing where ``actual`` departs from ``expected``: ``-`` lines are the
     vector's, ``+`` lines the server's."""
-    expected, actual = expected[:_DIFF_LIMIT], actual[:_DIFF_LIMIT]
+    expected, actual = expected[:DIFF_LIMIT], actual[:DIFF_LIMIT]
     if not expected:
         return [f"the server sent {len(actual)} bytes:",
                 *(f"+ {line}" for line in _dump(actual[:256]))]
@@ -173,7 +205,7 @@ def summary(outcomes: Sequence[Outcome], statuses: Sequence[str]) -> dict[str, d
 
 def _short(outcome: Outcome) -> str:
     """The id without its draft's directory (vectors kept elsewhere keep theirs)."""
-    return outcome.id.removeprefix(f"{outcome.draft}/")
+    return printable(outcome.id.removeprefix(f"{outcome.draft}/"))
 
 
 def render(
@@ -185,38 +217,40 @@ def render(
     notes: Sequence[str] = (),
 ) -> str:
     """The human report: one table per draft listing each vector, the details of every
-    outcome whose status is in ``failing`` (with its diff), then the summary."""
+    outcome whose status is in ``failing`` (with its diff), then the summary. Every
+    string from a vector or a server goes through :func:`printable`."""
     width = max((len(s) for s in statuses), default=4)
-    lines = [title, ""]
+    lines = [printable(title), ""]
     for draft, group in _by_draft(outcomes).items():
-        lines.append(f"{draft} ({len(group)} vector{'' if len(group) == 1 else 's'})")
+        lines.append(f"{printable(draft)} ({len(group)} vector"
+                     f"{'' if len(group) == 1 else 's'})")
         name_width = max(len(_short(o)) for o in group)
         for outcome in group:
             short = _short(outcome)
             lines.append(f"  {outcome.status.replace('_', ' '):<{width}}  "
-                         f"{short:<{name_width}}  {outcome.name}")
+                         f"{short:<{name_width}}  {printable(outcome.name)}")
         lines.append("")
     bad = [o for o in outcomes if o.status in failing]
     for outcome in bad:
         step = f" step {outcome.step}:" if outcome.step else ":"
-        lines.append(f"{outcome.status.upper().replace('_', ' ')} {outcome.id}{step} "
-                     f"{outcome.problem}")
-        lines.append(f"  file: {outcome.path}")
-        lines.extend(f"  {line}" for line in outcome.diff)
-        lines.extend(f"  note: {note}" for note in outcome.notes)
+        lines.append(f"{outcome.status.upper().replace('_', ' ')} {printable(outcome.id)}"
+                     f"{step} {printable(outcome.problem)}")
+        lines.append(f"  file: {printable(outcome.path)}")
+        lines.extend(f"  {line}" for line in outcome.diff)  # escaped by byte_diff
+        lines.extend(f"  note: {printable(note)}" for note in outcome.notes)
         lines.append("")
     rows = summary(outcomes, statuses)
     headers = ["draft", "vectors", *[s.replace("_", " ") for s in statuses]]
-    widths = [max(len(headers[0]), *(len(d) for d in rows))] + [
+    widths = [max(len(headers[0]), *(len(printable(d)) for d in rows))] + [
         max(len(h), 5) for h in headers[1:]
     ]
     lines.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w)
                            for i, (h, w) in enumerate(zip(headers, widths, strict=True))))
     for draft, row in rows.items():
-        cells = [draft, str(row["vectors"]), *(str(row[s]) for s in statuses)]
+        cells = [printable(draft), str(row["vectors"]), *(str(row[s]) for s in statuses)]
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
-    lines.extend(["", *notes] if notes else [])
+    lines.extend(["", *map(printable, notes)] if notes else [])
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -245,7 +245,7 @@ def test_a_fast_close_echoes_the_payload_and_asks_for_eof() -> None:
     assert f.eof_wanted and f.state is State.CLOSING
     assert f._lazy is None  # answered without making the protocol
     f.receive_eof()
-    assert f.state is State.CLOSED and f.events() == []
+    assert (f.state, f.events()) == (State.CLOSED, [])
 
 
 def test_the_protocol_made_after_a_fast_close_is_in_the_closed_state() -> None:

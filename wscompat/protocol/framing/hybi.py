@@ -14,6 +14,7 @@ pipeline, so the size limit counts inflated bytes and UTF-8 is checked after inf
 from __future__ import annotations
 
 import codecs
+import logging
 import sys
 from typing import Any
 
@@ -34,6 +35,13 @@ from wscompat.protocol.framing.base import Closed, Event, Framer, Message, Pong,
 from wscompat.protocol.framing.lengths import hybi_header, hybi_header_bytes
 
 __all__ = ["HybiFramer"]
+
+_SILENT = logging.Logger("wscompat.framing.websockets", logging.CRITICAL + 1)
+"""Given to websockets' protocol in place of its own logger, which at DEBUG writes every
+frame's payload and at INFO a second "connection closed" line without an address: the
+I/O layer logs each connection once, and payloads only with ``log_payloads``. Made
+outside the logging tree (no ``getLogger``), so no configuration can turn it on."""
+_SILENT.disabled = True
 
 class _Protocol(Protocol):
     """``websockets``' protocol, except that a close between fragments is honoured.
@@ -120,13 +128,17 @@ class HybiFramer(Framer):
         """Bytes a large frame still lacks; they wait in ``_pending`` until it is whole."""
         self._out: list[bytes] = []
         self._events: list[Event] = []
-        self._parts: list[bytes] = []
-        self._text: list[str] | None = None
+        self._parts = bytearray()
+        """The fragments of the message being assembled, as one buffer: a list of them
+        cost some 40 bytes per fragment, which a flood of empty continuation frames
+        would have turned into memory no limit counted."""
         self._decoder: codecs.IncrementalDecoder | None = None
+        self._text = False
         self._closed_reported = False
 
     def _make_protocol(self) -> _Protocol:
-        p = self._lazy = _Protocol(self._side, max_size=(self._max_message, self._max_frame))
+        p = self._lazy = _Protocol(self._side, max_size=(self._max_message, self._max_frame),
+                                   logger=_SILENT)
         if self._extensions:
             p.extensions = self._extensions
         if self._close_frame is not None:
@@ -318,12 +330,14 @@ class HybiFramer(Framer):
     def _on_frame(self, frame: Frame) -> None:
         op = frame.opcode
         if op is Opcode.TEXT or op is Opcode.BINARY:
-            if op is Opcode.TEXT:
+            self._text = op is Opcode.TEXT
+            if frame.fin:  # a whole message in one frame (a compressed one, say)
+                self._events.append(Message(_decoded(frame.data) if self._text
+                                            else bytes(frame.data)))
+                return
+            if self._text:
                 self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
-                self._text = []
-            else:
-                self._decoder, self._text = None, None
-            self._parts = []
+            self._parts = bytearray()
             self._add(frame)
         elif op is Opcode.CONT:
             self._add(frame)
@@ -332,19 +346,18 @@ class HybiFramer(Framer):
         # PING is answered by the protocol itself; CLOSE is reported by _report_closed.
 
     def _add(self, frame: Frame) -> None:
-        if self._decoder is not None and self._text is not None:
+        """One fragment. Text is checked as it comes, so a message fails (1007) at the
+        first fragment that can no longer be UTF-8, and decoded once, whole, at the end."""
+        if self._decoder is not None:
             try:
-                self._text.append(self._decoder.decode(frame.data, frame.fin))
+                self._decoder.decode(frame.data, frame.fin)
             except UnicodeDecodeError as exc:
                 raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
-            if frame.fin:
-                self._events.append(Message("".join(self._text)))
-                self._text, self._decoder = None, None
-        else:
-            self._parts.append(bytes(frame.data))
-            if frame.fin:
-                self._events.append(Message(b"".join(self._parts)))
-                self._parts = []
+        self._parts += frame.data
+        if frame.fin:
+            parts = self._parts
+            self._events.append(Message(parts.decode() if self._text else bytes(parts)))
+            self._parts, self._decoder = bytearray(), None
 
     def _report_closed(self) -> None:
         """One Closed event, once the protocol is done: it sent EOF or saw the peer's."""
@@ -440,6 +453,13 @@ SPLIT_FROM = 4096
 """Payloads this long or longer leave as a piece of their own (see ``_add_frame``)."""
 GATHER_FROM = 65536
 """A frame still lacking this many bytes or more is gathered in pieces, then joined."""
+
+
+def _decoded(data: bytes | bytearray | memoryview) -> str:
+    try:
+        return codecs.utf_8_decode(data, "strict", True)[0]
+    except UnicodeDecodeError as exc:
+        raise ProtocolViolation(f"invalid UTF-8: {exc.reason}", 1007) from None
 
 
 def _smaller(a: int | None, b: int | None) -> int | None:

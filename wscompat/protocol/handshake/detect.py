@@ -12,6 +12,7 @@ import re
 
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
+from wscompat.protocol.handshake.location import split_host
 from wscompat.protocol.http import Request
 
 __all__ = ["PLAIN_HTTP", "detect", "version_header"]
@@ -56,8 +57,13 @@ def detect(request: Request, enabled: frozenset[Draft]) -> Draft | None:
         return PLAIN_HTTP
     if request.http_version != "1.1":
         raise _reject(400, "WebSocket needs HTTP/1.1", enabled)
-    if not request.headers.get("Host"):
+    host = request.headers.get("Host")
+    if not host:
         raise _reject(400, "missing Host", enabled)
+    try:
+        split_host(host)  # RFC 9112 §3.2: an invalid Host is a 400
+    except HandshakeRejected as exc:
+        raise _reject(400, exc.reason, enabled) from None
     if not _is_upgrade(request):
         raise _reject(400, "missing Upgrade: websocket", enabled)
     if "upgrade" not in request.headers.tokens("Connection"):

@@ -4,6 +4,13 @@ Clients send two keys whose digits, divided by their count of spaces, give two 3
 numbers; with the 8 bytes after the head (key3) they form the 16-byte challenge whose
 MD5 the server appends, raw, after its response head. Only ASCII digits and 0x20 spaces
 count: anything looser would accept keys no browser could have produced.
+
+A key is valid only if its number divided by its spaces fits in 32 bits, so its number
+is below 2^32 times its spaces: its digits, leading zeros aside, are at most as many as
+those of 4,294,967,295 times its spaces (10 digits for 1 or 2 spaces, 11 for the 3 to 12
+spaces a client inserts, §4.1). A key with more digits is refused (400) before any of
+them is read as a number: a 5,000-digit key costs one scan of its characters, not the
+conversion of a number Python refuses to convert past 4,300 digits.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import struct
 from wscompat.errors import HandshakeRejected
 from wscompat.protocol.http import Request
 
-__all__ = ["KEY3_SIZE", "answer", "key_number", "parse_keys", "response_head"]
+__all__ = ["KEY3_SIZE", "PART_MAX", "answer", "key_number", "parse_keys", "response_head"]
 
 KEY3_SIZE = 8
+PART_MAX = 0xFFFFFFFF
+"""The largest number a key may encode: it is sent as 32 bits."""
 _NOT_DIGIT = re.compile(r"[^0-9]")
 
 
@@ -29,11 +38,14 @@ def key_number(key: str) -> int:
     spaces = key.count(" ")
     if spaces == 0:
         raise HandshakeRejected(400, "hixie-76 key has no spaces")
-    number = int(digits)
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(PART_MAX * spaces)):
+        raise HandshakeRejected(400, "hixie-76 key is out of range")
+    number = int(significant)
     if number % spaces:
         raise HandshakeRejected(400, "hixie-76 key is not a multiple of its spaces")
     part = number // spaces
-    if part > 0xFFFFFFFF:
+    if part > PART_MAX:
         raise HandshakeRejected(400, "hixie-76 key is out of range")
     return part
 

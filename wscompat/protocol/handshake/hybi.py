@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 from wscompat.errors import HandshakeRejected
 from wscompat.protocol.http import Request, response
@@ -16,6 +17,8 @@ from wscompat.protocol.http import Request, response
 __all__ = ["GUID", "accept_key", "check_key", "response_head"]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+"""RFC 7230 token: what RFC 6455 §4.1 makes every subprotocol name (§11.5)."""
 
 
 def accept_key(key: str) -> str:
@@ -58,10 +61,17 @@ def response_head(
 
 
 def offered_subprotocols(request: Request) -> list[str]:
-    """The client's subprotocol list, in its order of preference, across repeated headers."""
-    return [
+    """The client's subprotocol list, in its order of preference, across repeated headers.
+
+    Each one must be a token, since the one chosen is echoed: anything else is a 400.
+    """
+    offered = [
         item.strip()
         for value in request.headers.get_all("Sec-WebSocket-Protocol")
         for item in value.split(",")
         if item.strip()
     ]
+    if not all(_TOKEN.fullmatch(item) for item in offered):
+        raise HandshakeRejected(400, "Sec-WebSocket-Protocol offers a subprotocol that is not "
+                                "a token")
+    return offered

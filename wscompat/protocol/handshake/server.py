@@ -31,7 +31,7 @@ from wscompat.errors import HandshakeRejected
 from wscompat.protocol.extensions import CompressionSettings, negotiate
 from wscompat.protocol.handshake import hixie75, hixie76, hybi
 from wscompat.protocol.handshake.detect import detect, version_header
-from wscompat.protocol.handshake.location import location, origin_echo
+from wscompat.protocol.handshake.location import location, origin_echo, printable
 from wscompat.protocol.handshake.origin import check_origin
 from wscompat.protocol.http import HeadParser, Request, error_response
 from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
@@ -60,6 +60,9 @@ class HandshakeSettings:
     sniff_limit: int = 64
     secure: bool = False
     """Say ``wss://`` in hixie locations (TLS here, or at a trusted front proxy)."""
+    require_tls: bool = False
+    """This connection is plain and must not be: an HTTP request gets 403, anything else
+    but a TLS ClientHello is closed unanswered (no policy file, no page)."""
     allow_missing_origin: bool = True
     """Requests without an origin are accepted (hixie answers echo ``null``); else 403."""
     origins: tuple[str, ...] | None = None
@@ -130,7 +133,9 @@ class ServerHandshake:
         self.kind = sniff(self._buffer, limit=self.settings.sniff_limit)
         if self.kind is Kind.NEED_MORE:
             return
-        if self.kind is Kind.HTTP:
+        if self.settings.require_tls and self.kind is not Kind.TLS:
+            self._refuse_plain()
+        elif self.kind is Kind.HTTP:
             self.phase = Phase.HEAD
             data, self._buffer = self._buffer, b""
             self._feed_head(data)
@@ -139,6 +144,15 @@ class ServerHandshake:
             self.phase = Phase.CLOSE
         elif self.kind is Kind.TLS:
             self.phase = Phase.TLS
+        else:
+            self.phase = Phase.CLOSE
+
+    def _refuse_plain(self) -> None:
+        """Refused on the sniffer's word: no parser ever reads a plain request."""
+        self._buffer = b""
+        self._parser = None
+        if self.kind is Kind.HTTP:
+            self.reject(403, "TLS required: connect with wss://")
         else:
             self.phase = Phase.CLOSE
 
@@ -170,9 +184,12 @@ class ServerHandshake:
             return
         self.draft = draft
         if draft in (Draft.HIXIE75, Draft.HIXIE76):
-            # The location is built from Host in accept(); a Host it cannot be built
-            # from is refused here, where every request error becomes a response.
+            # The location, origin and subprotocol are echoed in accept(); what cannot
+            # be echoed is refused here, where every request error becomes a response.
             location(request, secure=self.settings.secure)
+            printable(origin_echo(request), "Origin")
+            for offered in self.offered_subprotocols:
+                printable(offered, "subprotocol")
         if draft is Draft.HIXIE76:
             hixie76.parse_keys(request)
         elif draft is not Draft.HIXIE75:
@@ -180,6 +197,7 @@ class ServerHandshake:
                 hybi.check_key(request)
             except HandshakeRejected as exc:
                 raise HandshakeRejected(exc.status, exc.reason, version_header(drafts)) from None
+            hybi.offered_subprotocols(request)  # each one a token, or 400
         check_origin(request.origin, self.settings)
         self.phase = Phase.DECIDE
 
