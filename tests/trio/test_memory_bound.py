@@ -128,5 +128,5 @@ async def test_a_flood_of_empty_fragments_costs_no_memory(start_server: Starter)
     finally:
         tracemalloc.stop()
     await trio.aclose_forcefully(peer)
-    assert echoed.startswith(b"\x81\x09start end")
+    assert b"\x81\x09start end" in echoed  # a keepalive ping may come first on a slow run
     assert peak <= 3 * server.options.read_size + SLACK, peak  # reads, not fragments

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 
 import pytest
@@ -197,3 +198,41 @@ async def test_raw_frames_after_an_origin_refusal_are_never_read(start_server: S
     with trio.fail_after(5):
         head = await read_until(stream, b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+
+
+class _SpawnedNames(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+async def test_keepalive_pings_every_connection_from_one_task(start_server: Starter) -> None:
+    """No task per connection for keepalive (each cost about 3.5 KiB idle), and a closed
+    connection is not kept alive by its place in the ping schedule."""
+    server = await start_server(ping_interval=0.2, ping_timeout=1.0)
+    spawned = _SpawnedNames()
+    trio.lowlevel.add_instrument(spawned)
+    try:
+        async with trio.open_nursery() as nursery:
+            async def client(index: int) -> None:
+                async with connect(f"ws://127.0.0.1:{server.port}/{index}") as ws:
+                    await trio.sleep(0.7)  # a few pings, answered by the client
+                    await ws.send("alive")
+                    assert await ws.receive() == "alive"
+
+            for index in range(20):
+                nursery.start_soon(client, index)
+    finally:
+        trio.lowlevel.remove_instrument(spawned)
+    watchers = [n for n in spawned.names if n.startswith("wscompat") and (
+        "keepalive" in n or "_in_scope" in n)]
+    assert watchers == []
+    assert sum(n.startswith("wscompat.trio.server._serve_connection") for n in spawned.names) == 20
+    assert server.keepalive is not None
+    with trio.fail_after(5):
+        while server.active:
+            await trio.sleep(0.05)
+    gc.collect()
+    assert all(entry[2]() is None for entry in server.keepalive._due)

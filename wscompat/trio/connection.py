@@ -39,9 +39,11 @@ does not make the kernel reset the connection under the close frame.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import os
 import sys
+import weakref
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ from wscompat.protocol.framing import Closed, Event, Message, Pong, State
 from wscompat.protocol.http import Request, RequestView
 from wscompat.trio.transport import Transport
 
-__all__ = ["FAIR_RUN", "Connection", "ConnectionStats", "Flusher", "IOSettings"]
+__all__ = ["FAIR_RUN", "Connection", "ConnectionStats", "Flusher", "IOSettings", "Keepalive"]
 
 logger = logging.getLogger("wscompat.connection")
 
@@ -146,8 +148,88 @@ class Flusher:
             if not self._dirty:
                 await self._parked.wait()
             dirty, self._dirty = self._dirty, []
-            for conn in dirty:
-                conn._deferred_flush(self._nursery)
+            self._flush_all(dirty)
+            del dirty  # a parked task must not keep the last connections alive
+
+    def _flush_all(self, dirty: list[Connection]) -> None:
+        for conn in dirty:
+            conn._deferred_flush(self._nursery)
+
+
+class Keepalive:
+    """Keepalive pings for every plain connection of a server, from one task.
+
+    A task per connection to sleep between pings cost about 3.5 KiB per idle connection,
+    more than a third of everything else it holds. Here a connection is one entry in a
+    heap: at its time it is sent a ping (written at once, or by the flusher), and
+    ``timeout`` later the ping is checked; an unanswered one closes the connection
+    with 1011 (the close, rare, gets a task of its own). Entries hold connections by
+    weak reference, so a closed connection is freed at once, not at its next turn; the
+    heap sheds such entries once they are half of it.
+    """
+
+    def __init__(self, nursery: trio.Nursery, interval: float, timeout: float) -> None:
+        self._nursery = nursery
+        self._interval = interval
+        self._timeout = timeout
+        self._due: list[tuple[float, int, weakref.ref[Connection], bytes]] = []
+        self._order = 0
+        self._gone = 0
+        self._parked = _Parked()
+
+    def add(self, conn: Connection) -> None:
+        self._push(trio.current_time() + self._interval, weakref.ref(conn, self._forget), b"")
+
+    def _forget(self, _: object) -> None:
+        self._gone += 1
+
+    def _push(self, when: float, ref: weakref.ref[Connection], payload: bytes) -> None:
+        due = self._due
+        if self._gone > len(due) // 2 + 16:
+            due[:] = [entry for entry in due if entry[2]() is not None]
+            heapq.heapify(due)
+            self._gone = 0
+        sooner = not due or when < due[0][0]
+        self._order += 1
+        heapq.heappush(due, (when, self._order, ref, payload))
+        if sooner and self._parked.tasks:
+            self._parked.wake()  # only when the task sleeps past this new entry
+
+    async def run(self) -> None:
+        due = self._due
+        while True:
+            if not due:
+                await self._parked.wait()
+                continue
+            if due[0][0] > trio.current_time():
+                with trio.move_on_at(due[0][0]):
+                    await self._parked.wait()  # an earlier entry may come meanwhile
+                continue
+            _, _, ref, payload = heapq.heappop(due)
+            self._turn(ref, payload)  # in a call of its own: no local outlives it
+
+    def _turn(self, ref: weakref.ref[Connection], payload: bytes) -> None:
+        """A connection's turn: its ping checked (``payload``) or a new one sent."""
+        conn = ref()
+        if conn is None or conn.closed or conn._proto.state is not State.OPEN:
+            return
+        now = trio.current_time()
+        if payload:
+            if conn._proto.ping_pending(payload):
+                logger.info("%s keepalive ping timed out", logfields.path(conn.path))
+                self._nursery.start_soon(conn.close, 1011, "keepalive ping timeout")
+            else:  # answered: the next ping an interval after this one was sent
+                self._push(now + max(0.0, self._interval - self._timeout), ref, b"")
+            return
+        payload = os.urandom(4)
+        try:
+            conn._proto.send_ping(payload)
+        except (ValueError, ConnectionClosed):
+            return
+        conn._write_now()
+        if conn._out or conn._head is not None:
+            conn._schedule_flush()
+        self._push(now + self._timeout, ref, payload)
 
 
 class Connection(RequestView):
@@ -592,6 +674,12 @@ class Connection(RequestView):
             else:
                 _keep_unwritten(self._out, chunks[index:], written)
             return
+
+    def _schedule_flush(self) -> None:
+        """Have the flusher write what is queued at its next pass."""
+        if self._flusher is not None and not self._flush_scheduled and not self._writing:
+            self._flush_scheduled = True
+            self._flusher.schedule(self)
 
     def _deferred_flush(self, nursery: trio.Nursery) -> None:
         """The flusher's pass: write what a burst left; a write that cannot finish

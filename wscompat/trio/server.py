@@ -30,7 +30,7 @@ from wscompat.errors import ConnectionClosed
 from wscompat.options import Rejection, ServerOptions
 from wscompat.protocol.connection import Phase, ServerConnection
 from wscompat.protocol.http import error_response
-from wscompat.trio.connection import Connection, Flusher, IOSettings
+from wscompat.trio.connection import Connection, Flusher, IOSettings, Keepalive
 from wscompat.trio.policy import serve_policy
 from wscompat.trio.streams import (
     PrefixedStream,
@@ -58,6 +58,8 @@ class Server:
     listeners: list[trio.SocketListener]
     options: ServerOptions
     connections: set[Connection] = field(default_factory=set)
+    keepalive: Keepalive | None = None
+    """The server's keepalive pinger, when ``ping_interval`` is set."""
     active: int = 0
     """Connections being served, handshakes included (``max_connections`` bounds it)."""
 
@@ -108,6 +110,10 @@ async def serve(
         async with trio.open_nursery() as connections:
             flusher = Flusher(connections)
             connections.start_soon(flusher.run)
+            if options.ping_interval is not None:
+                server.keepalive = Keepalive(connections, options.ping_interval,
+                                             options.ping_timeout)
+                connections.start_soon(server.keepalive.run)
             serve_one = partial(_serve_connection, server, handler, nursery=connections,
                                 flusher=flusher)
 
@@ -210,7 +216,7 @@ def _start(
     if server.options.tcp_keepalive is not None and not ws.caps.ping:
         transport.keep_alive(server.options.tcp_keepalive)  # hixie: no ping to tell
     nursery.start_soon(ws.run_reader)
-    return ws, _start_watchers(ws, server.options, nursery)
+    return ws, _start_watchers(ws, server, nursery, sync=transport.sync)
 
 
 def _ended(
@@ -255,13 +261,19 @@ async def _open(
 
 
 def _start_watchers(
-    ws: Connection, options: ServerOptions, nursery: trio.Nursery
+    ws: Connection, server: Server, nursery: trio.Nursery, *, sync: bool
 ) -> list[trio.CancelScope] | None:
-    """Keepalive pings and the idle timeout, when configured, each a task of its own
-    with its own cancel scope (a scope serves one ``with`` block only)."""
+    """Keepalive pings and the idle timeout, when configured. A plain connection is
+    pinged by the server's one :class:`Keepalive` task; the others (TLS) and the idle
+    timeout get a task of their own, each with its own cancel scope (a scope serves one
+    ``with`` block only)."""
+    options = server.options
     tasks: list[Callable[[], Awaitable[None]]] = []
     if options.ping_interval is not None and ws.caps.ping:
-        tasks.append(partial(ws.keepalive, options.ping_interval, options.ping_timeout))
+        if sync and server.keepalive is not None:
+            server.keepalive.add(ws)
+        else:
+            tasks.append(partial(ws.keepalive, options.ping_interval, options.ping_timeout))
     if options.idle_timeout is not None:
         tasks.append(partial(ws.close_when_idle, options.idle_timeout))
     if not tasks:
