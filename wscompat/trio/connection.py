@@ -332,7 +332,10 @@ class Connection(RequestView):
                 self._queued -= sys.getsizeof(data)
                 if not queue:
                     self._queue = _NO_MESSAGES
-                if self._reader_parked.tasks and not self._queue_full():
+                if self._reader_parked.tasks and (
+                    len(queue) < self._settings.max_queue
+                    and self._queued < self._settings.max_queue_bytes
+                ):
                     self._reader_parked.wake()
                 return data
         while not self._queue:
@@ -398,7 +401,9 @@ class Connection(RequestView):
             if proto.close_code is not None:  # the write found the peer gone
                 raise self._closed_exc()
         flusher = self._flusher
-        waiting = self._unsent()
+        waiting = len(self._out) + self._in_flight  # _unsent(), inline: once per message
+        if self._head is not None:
+            waiting += len(self._head)
         if waiting > self._settings.write_limit or (
             waiting and (flusher is None or not self._transport.sync)
         ):

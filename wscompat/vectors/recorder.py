@@ -221,25 +221,30 @@ def _private_folder(folder: Path) -> None:
 
 def _write_file(data: bytes, directory: str | Path, draft: str,
                 started: datetime.datetime | None) -> Path:
-    """``data`` as a new file ``directory/<draft>/recorded-<time>-<random>.json``, 0600."""
+    """``data`` as a new file ``directory/<draft>/recorded-<time>-<random>.json``, 0600.
+
+    Written whole under a hidden temporary name, then linked to its own: a reader that
+    lists the folder while a worker thread writes never sees half a vector.
+    """
     folder = Path(directory) / draft
     _private_folder(folder)
     stamp = (started or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%S")
-    for _ in range(NAME_ATTEMPTS):
-        path = folder / f"recorded-{stamp}-{secrets.token_hex(3)}.json"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), 0o600)
-                file.write(data)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
-    raise FileExistsError(f"no free file name in {folder} after {NAME_ATTEMPTS} tries")
+    temporary = folder / f".writing-{secrets.token_hex(8)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)
+            file.write(data)
+        for _ in range(NAME_ATTEMPTS):
+            path = folder / f"recorded-{stamp}-{secrets.token_hex(3)}.json"
+            try:
+                os.link(temporary, path)  # fails, rather than replaces, if the name is taken
+            except FileExistsError:
+                continue
+            return path
+        raise FileExistsError(f"no free file name in {folder} after {NAME_ATTEMPTS} tries")
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_vector(vector: dict[str, Any], directory: str | Path,
