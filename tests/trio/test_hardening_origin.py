@@ -15,7 +15,6 @@ from collections import Counter
 
 import pytest
 import trio
-import trustme
 
 from wscompat.drafts import Draft
 from wscompat.options import ServerOptions
@@ -130,23 +129,6 @@ PAGE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\r\n"
 GARBAGE = b"\x00\x01\x02 hello\r\n\r\n"
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 def offline_answer(options: ServerOptions, data: bytes) -> tuple[bytes, Phase]:

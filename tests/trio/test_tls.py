@@ -23,25 +23,6 @@ from ..rawclient import read_to_eof
 from ..test_cli import start
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
-
-
 @pytest.mark.parametrize("draft", list(Draft))
 async def test_wss_and_ws_on_one_port(
     start_server: Starter, server_context: ssl.SSLContext, client_context: ssl.SSLContext,
