@@ -109,3 +109,13 @@ def test_a_parsed_request_compacts_to_one_string() -> None:
     assert request.headers._items is None  # held packed while nothing asks
     assert request.headers.get("x-value") == "a: b"
     assert list(request.headers) == [("Host", "h"), ("Upgrade", "websocket"), ("X-Value", "a: b")]
+
+
+def test_a_long_illegal_request_line_is_quoted_short() -> None:
+    line = b"GET /" + b"\x1b[2J" * 4000 + b" HTTP/1.1 extra"
+    with pytest.raises(HandshakeRejected) as caught:
+        HeadParser().feed(line + b"\r\nHost: h\r\n\r\n")
+    reason = caught.value.reason
+    assert caught.value.status == 400
+    assert len(reason) < 200 and f"({len(line)} bytes)" in reason
+    assert "\x1b" not in reason  # escaped, as repr escapes it

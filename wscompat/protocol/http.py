@@ -246,6 +246,18 @@ class _Fields:
         self.complete = True
 
 
+QUOTED_MAX = 64
+"""Bytes of a peer's request line quoted back in a 400: enough to recognise it."""
+
+
+def _quoted(data: bytes) -> str:
+    """``data`` as an escaped literal, cut at ``QUOTED_MAX`` bytes: an error body must
+    not echo kilobytes of what the peer sent."""
+    if len(data) <= QUOTED_MAX:
+        return repr(data)
+    return f"{data[:QUOTED_MAX]!r}... ({len(data)} bytes)"
+
+
 def _malformed(why: str) -> HandshakeRejected:
     return HandshakeRejected(400, f"malformed request head: {why}")
 
@@ -265,7 +277,7 @@ def _parse(data: bytes | bytearray, end: int, max_headers: int) -> Request:
     line = data[: eol - 1] if data[eol - 1] == 0x0D else data[:eol]
     request_line = _REQUEST_LINE.fullmatch(line)
     if request_line is None:
-        raise _malformed(f"illegal request line: {bytes(line)!r}")
+        raise _malformed(f"illegal request line: {_quoted(bytes(line))}")
     fields = _Fields()
     parser = httptools.HttpRequestParser(fields)
     parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True)
