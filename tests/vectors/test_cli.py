@@ -121,10 +121,22 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert exc.value.code == 2
 
 
-def test_check_as_a_command_from_the_repository() -> None:
-    """``wscompat vectors check`` with no path checks ./vectors."""
+def test_check_as_a_command_anywhere(tmp_path: Path) -> None:
+    """``wscompat vectors check`` with no path checks the corpus wscompat comes with
+    (here the checkout's, wscompat being run from it), wherever it is run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "wscompat", "vectors", "check"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "wscompat", "vectors", "check"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, env=env, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "total " in done.stdout
+    count = len(vector_files([CORPUS]))
+    assert [["total", str(count), str(count), "0"]] == [
+        line.split() for line in done.stdout.splitlines() if line.startswith("total ")]
+
+
+def test_options_go_anywhere_among_the_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [str(CORPUS / "hixie-75"), str(CORPUS / "hixie-76")]
+    assert main(["vectors", "check", paths[0], "--bytewise", paths[1], "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bytewise"] is True
+    assert report["summary"]["total"]["pass"] == len(vector_files(paths))
+    assert set(report["summary"]) == {"hixie-75", "hixie-76", "total"}

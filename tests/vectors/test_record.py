@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import trio
 import websocket
@@ -18,6 +19,7 @@ from websockets.sync.client import connect as ws_connect
 import wscompat
 from wscompat.cli import echo
 from wscompat.drafts import Draft
+from wscompat.vectors.corpus import corpus_dir
 from wscompat.vectors.format import check, load
 from wscompat.vectors.recording import frame_end
 from wscompat.vectors.replay import ReplaySettings, replay_vector
@@ -47,7 +49,7 @@ async def _recording_server(start_server: Starter, directory: Path, **options: A
 async def _one_file(directory: Path) -> Path:
     """The vector the server writes once its side of the connection is over."""
     with trio.fail_after(10):
-        while not (found := sorted(directory.rglob("*.json"))):
+        while not (found := sorted(directory.rglob("recorded-*.json"))):
             await trio.sleep(0.02)
     assert len(found) == 1, found
     return found[0]
@@ -176,7 +178,7 @@ async def test_hixie76_with_key3_after_the_early_head(
                                  {"expect": {"hex": "00 68 69 ff"}},
                                  {"send": {"hex": "ff 00"}}, {"expect": {"hex": "ff 00"}}]
     assert raw["end"] == {"close_code": 1000, "eof": True}
-    await _passes(next(tmp_path.rglob("*.json")), start_server)
+    await _passes(next(tmp_path.rglob("recorded-*.json")), start_server)
 
 
 async def test_what_is_not_http_leaves_no_file(start_server: Starter, tmp_path: Path) -> None:
@@ -185,7 +187,34 @@ async def test_what_is_not_http_leaves_no_file(start_server: Starter, tmp_path: 
         answer = await _exchange(port, b"<policy-file-request/>\x00")
     assert b"cross-domain-policy" in answer
     await trio.sleep(0.2)
-    assert not list(tmp_path.rglob("*.json"))
+    assert not list(tmp_path.rglob("recorded-*.json"))
+
+
+async def test_recordings_point_at_a_schema_that_exists(
+    start_server: Starter, tmp_path: Path
+) -> None:
+    """Each recording's ``$schema`` resolves, from where the file is, to the schema
+    shipped with wscompat, which the recording follows; a schema already in the
+    directory is left as it is."""
+    port = await _recording_server(start_server, tmp_path / "new")
+    with trio.fail_after(10):
+        await trio.to_thread.run_sync(_websocket_client, port, 1)
+    path = await _one_file(tmp_path / "new")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    schema = path.parent / raw["$schema"]
+    assert schema.resolve() == (tmp_path / "new" / "schema.json").resolve()
+    assert schema.read_bytes() == (corpus_dir() / "schema.json").read_bytes()
+    validator = jsonschema.Draft202012Validator(json.loads(schema.read_text(encoding="utf-8")))
+    assert not list(validator.iter_errors(raw))
+
+    mine = tmp_path / "kept"
+    mine.mkdir()
+    (mine / "schema.json").write_text("{}", encoding="utf-8")
+    port = await _recording_server(start_server, mine)
+    with trio.fail_after(10):
+        await trio.to_thread.run_sync(_websocket_client, port, 1)
+    await _one_file(mine)
+    assert (mine / "schema.json").read_text(encoding="utf-8") == "{}"
 
 
 def test_serve_record_on_the_command_line(tmp_path: Path) -> None:
@@ -196,7 +225,7 @@ def test_serve_record_on_the_command_line(tmp_path: Path) -> None:
         thread.join(20)
         found: list[Path] = []
         for _ in range(200):
-            if found := list(tmp_path.rglob("*.json")):
+            if found := list(tmp_path.rglob("recorded-*.json")):
                 break
             threading.Event().wait(0.05)
     finally:

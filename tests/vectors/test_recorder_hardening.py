@@ -41,7 +41,7 @@ CLOSE = client_frame(8, (1000).to_bytes(2, "big"))
 
 
 def _files(directory: Path) -> list[Path]:
-    return sorted(directory.rglob("*.json"))
+    return sorted(directory.rglob("recorded-*.json"))
 
 
 async def _settled(directory: Path, count: int, quiet: float = 0.3) -> list[Path]:
@@ -201,7 +201,8 @@ async def test_folders_are_0700_and_files_0600_under_a_permissive_umask(
     assert path.parent == directory / "rfc6455"
     for folder in (tmp_path / "made", directory, directory / "rfc6455"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for file in (path, directory / "schema.json"):  # the schema the recordings point at
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
 
 
 # -- redaction --------------------------------------------------------------------------------

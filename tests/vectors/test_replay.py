@@ -8,22 +8,46 @@ chunks and pauses reach the server as written.
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
 import os
+import pty
+import re
+import socket
+import ssl
+import struct
 import sys
+import termios
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trustme
 from websockets.sync.server import ServerConnection
 from websockets.sync.server import serve as ws_serve
 
 import wscompat
 from wscompat.cli import echo
-from wscompat.vectors.format import Vector, load, load_all, server_options
-from wscompat.vectors.replay import STATUSES, ReplaySettings, replay_all, replay_vector
+from wscompat.vectors.format import (
+    Vector,
+    check,
+    load,
+    load_all,
+    server_options,
+    vector_files,
+)
+from wscompat.vectors.replay import (
+    STATUSES,
+    CannotConnect,
+    ReplaySettings,
+    replay_all,
+    replay_vector,
+    secure_expectations,
+)
 from wscompat.vectors.report import Outcome
 
 Starter = Callable[..., Awaitable[wscompat.Server]]
@@ -197,3 +221,200 @@ async def test_chunks_and_pauses_reach_the_server_as_written(
     assert outcome.status == "expected", outcome.problem
     assert [d for _, d in arrivals] == [b"abc", b"de", b"fg", b"hij"]
     assert arrivals[3][0] - arrivals[2][0] >= 0.25
+
+
+# -- for operators: long runs, unreachable servers, TLS ---------------------------------------
+
+
+async def _replay_command(*argv: str, stderr: int | None = None) -> tuple[int, str, str]:
+    """``wscompat replay ...`` in a subprocess, run from outside the checkout."""
+    command = [sys.executable, "-m", "wscompat", "replay", *argv]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    where: dict[str, Any] = {"capture_stderr": True} if stderr is None else {"stderr": stderr}
+    with trio.fail_after(60):
+        done = await trio.run_process(command, capture_stdout=True, check=False, env=env,
+                                      cwd="/", **where)
+    return done.returncode, done.stdout.decode(), (done.stderr or b"").decode()
+
+
+async def test_options_go_anywhere_on_the_line(start_server: Starter) -> None:
+    server = await start_server(echo, select_subprotocol=lambda _, offered: offered[0])
+    paths = [str(ROOT / "vectors" / "hixie-75"), str(ROOT / "vectors" / "hybi-07")]
+    code, out, err = await _replay_command(f"ws://127.0.0.1:{server.port}/", "--timeout", "1",
+                                           paths[0], "--jobs", "8", paths[1], "--settle", "0.1")
+    assert code == 0, out[-2000:] + err
+    assert err == ""  # standard error is not a terminal: no progress bar
+    assert "1 s per expected answer" in out
+    count = len(vector_files(paths))
+    assert re.search(rf"^total +{count} ", out, re.MULTILINE), out[-1000:]
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_refused_connection_ends_the_run_in_one_line() -> None:
+    """Not one "no answer" per vector: the first refusal ends the run (the corpus
+    shipped by default)."""
+    port = _closed_port()
+    started = trio.current_time()
+    code, out, err = await _replay_command(f"ws://127.0.0.1:{port}/", "--timeout", "5")
+    assert code == 1
+    assert out == ""
+    assert err == f"wscompat replay: cannot connect to 127.0.0.1:{port}: Connection refused\n"
+    assert trio.current_time() - started < 20
+
+
+async def test_a_server_that_goes_away_ends_the_run(nursery: trio.Nursery) -> None:
+    """Refused in the middle of a run: the run ends there too, saying how far it got."""
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = int(listener.getsockname()[1])
+
+    async def once() -> None:
+        connection, _ = await listener.accept()
+        listener.close()  # no more connections after this one
+        connection.close()
+
+    nursery.start_soon(once)
+    vectors = [v for v in CORPUS if v.draft.value == "rfc6455" and not v.options][:10]
+    settings = ReplaySettings("127.0.0.1", port, timeout=1, settle=0.05, jobs=1)
+    with trio.fail_after(20), pytest.raises(CannotConnect) as stop:
+        await replay_all(vectors, settings)
+    assert str(stop.value) == (f"cannot connect to 127.0.0.1:{port}: Connection refused "
+                               "(1 vector was played)")
+
+
+def test_over_tls_hixie_locations_say_wss() -> None:
+    """What a hixie vector expects over TLS is what a wscompat server answers when it
+    knows the connection is secure, port rule included (example.com:80 keeps its port
+    under wss, example.com:443 loses it)."""
+    hixie = [v for v in CORPUS if v.draft.value in ("hixie-75", "hixie-76") and not v.options]
+    changed = 0
+    for vector in hixie:
+        secure = secure_expectations(vector)
+        changed += secure != vector
+        result = check(dataclasses.replace(secure, options={"secure": True}))
+        assert result.ok, (vector.id, result.problem, result.expected[:300], result.actual)
+    assert changed >= 30
+    default_port = secure_expectations(load(ROOT / "vectors/hixie-75/"
+                                            "location-default-port-omitted.json"))
+    assert b"WebSocket-Location: wss://example.com:80/demo\r\n" in default_port.steps[1].data
+    written_for_tls = load(ROOT / "vectors/hixie-75/location-secure.json")
+    assert secure_expectations(written_for_tls) == written_for_tls
+    rfc6455 = load(ROOT / "vectors/rfc6455/handshake-rfc-example.json")
+    assert secure_expectations(rfc6455) is rfc6455
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def tls_server(start_server: Starter, ca: trustme.CA) -> wscompat.Server:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return await start_server(echo, select_subprotocol=lambda _, offered: offered[0],
+                              ssl_context=context)
+
+
+async def test_the_whole_corpus_replays_over_tls(start_server: Starter, ca: trustme.CA) -> None:
+    """Over wss:// every vector is answered as expected, hixie locations and hixie-75's
+    half-close (a TLS close_notify) included."""
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    outcomes: list[Outcome] = []
+    with trio.fail_after(60):
+        for group in _groups().values():
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(context)
+            options = dataclasses.replace(server_options(group[0]), ssl_context=context)
+            server = await start_server(echo, options=options)
+            settings = ReplaySettings("127.0.0.1", server.port, True, ssl_context=client,
+                                      server_options=group[0].options,
+                                      **FAST)  # type: ignore[arg-type]
+            outcomes += await replay_all(group, settings)
+    assert len(outcomes) == len(CORPUS)
+    assert all(o.status == "expected" for o in outcomes), _failures(outcomes)
+
+
+async def test_tls_errors_are_shown_and_cafile_or_insecure_gets_past_them(
+    tls_server: wscompat.Server, ca: trustme.CA, tmp_path: Path
+) -> None:
+    url, hixie75 = f"wss://127.0.0.1:{tls_server.port}/", str(ROOT / "vectors" / "hixie-75")
+    code, out, err = await _replay_command(url, hixie75)
+    assert code == 1 and out == ""
+    assert err.startswith(f"wscompat replay: TLS handshake with 127.0.0.1:{tls_server.port} "
+                          "failed: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert err.endswith("(--cafile names the CA that signed the server's certificate; "
+                        "--insecure skips the check)\n") and err.count("\n") == 1
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    for flags in (["--cafile", str(cafile)], ["--insecure"]):
+        code, out, err = await _replay_command(url, *flags, hixie75, "--timeout", "1")
+        assert code == 0, [*flags, out[-2000:], err]
+        assert re.search(r"^hixie-75 +30 +23 +0 +0 +7$", out, re.MULTILINE), out[-1000:]
+
+
+async def test_tls_flags_are_checked_before_the_run(tmp_path: Path) -> None:
+    cases = [
+        (["ws://127.0.0.1:1/", "--insecure"], "--cafile and --insecure are for wss:// URLs"),
+        (["wss://127.0.0.1:1/", "--cafile", str(tmp_path / "none.pem")],
+         f"--cafile {tmp_path / 'none.pem'}: No such file or directory"),
+        (["wss://127.0.0.1:1/", "--cafile", str(ROOT / "README.md")],
+         f"--cafile {ROOT / 'README.md'}: [X509: NO_CERTIFICATE_OR_CRL_FOUND]"),
+        (["wss://127.0.0.1:1/", "--cafile", "x", "--insecure"], "not allowed with argument"),
+    ]
+    for argv, words in cases:
+        code, out, err = await _replay_command(*argv)
+        assert code == 2 and out == "", argv
+        assert words in err, (argv, err)
+
+
+async def test_a_progress_bar_when_standard_error_is_a_terminal(start_server: Starter) -> None:
+    server = await start_server(echo, select_subprotocol=lambda _, offered: offered[0])
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    os.set_blocking(controller, False)
+    shown = bytearray()
+
+    async def read_terminal() -> None:
+        while True:
+            await trio.lowlevel.wait_readable(controller)
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # EIO: the command has ended and the terminal is closed
+                return
+            if not data:
+                return
+            shown.extend(data)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_terminal)
+            code, out, _ = await _replay_command(
+                f"ws://127.0.0.1:{server.port}/", str(ROOT / "vectors" / "hixie-76"),
+                "--jobs", "2", stderr=terminal)
+            os.close(terminal)
+            terminal = -1
+            with trio.move_on_after(5):
+                while True:  # what the command wrote is read before the nursery ends
+                    before = len(shown)
+                    await trio.sleep(0.2)
+                    if len(shown) == before:
+                        break
+            nursery.cancel_scope.cancel()
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(controller)
+    assert code == 0, out[-2000:]
+    text = shown.decode(errors="replace")
+    assert re.search(r"replay: +\d+%\|.*\| \d+/30 ", text), text[-1000:]
+    assert "vector/s" in text
+    assert "total " in out and "replay:" not in out  # the report alone on standard output

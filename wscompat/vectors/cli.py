@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import ssl
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -20,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from tqdm import tqdm
 
+from wscompat.cliparse import positive_byte_count
 from wscompat.drafts import Draft
+from wscompat.vectors.corpus import corpus_dir
 from wscompat.vectors.format import (
     MAX_FILE_BYTES,
     MAX_PAUSE,
@@ -39,9 +43,11 @@ from wscompat.vectors.replay import (
     RUN_DEADLINE,
     STATUSES,
     VECTOR_DEADLINE,
+    CannotConnect,
     ReplaySettings,
     parse_url,
     replay_all,
+    ssl_text,
 )
 from wscompat.vectors.report import DIFF_LIMIT, Outcome, printable, render, to_json
 
@@ -56,8 +62,29 @@ class UsageError(Exception):
     """The command line cannot be carried out (exit status 2)."""
 
 
+class _OptionsAnywhere(argparse.ArgumentParser):
+    """A subcommand's parser that takes its options anywhere among its positional
+    arguments (``replay URL --timeout 1 DIR``), where plain argparse fills every
+    positional at their first run and refuses what follows the option. The parent
+    parser hands a subcommand its arguments through ``parse_known_args``."""
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing:  # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 _CHECK_EXAMPLES = """examples:
-  wscompat vectors check                        every vector under ./vectors
+  wscompat vectors check                        every vector of the corpus shipped
+                                                with wscompat
   wscompat vectors check vectors/hixie-76       one draft
   wscompat vectors check my-vector.json --bytewise
   wscompat vectors check --json > report.json   for CI
@@ -70,12 +97,17 @@ _REPLAY_EXAMPLES = """examples:
   wscompat replay ws://127.0.0.1:8080/ vectors/rfc6455     one draft
   wscompat replay ws://127.0.0.1:8080/ --server-options '{"max_message_size": 64}'
                                                    the vectors written for that option
+  wscompat replay wss://chat.example:443/ --cafile ca.pem  over TLS, with a private CA
 
 The server should echo every message (text as text, binary as binary): that is what
 the vectors' expected frames are. Requests are sent as recorded, Host and path included.
 
+A progress bar is shown on standard error when it is a terminal. The first connection
+that cannot be made (refused, an unknown host, a failed TLS handshake) ends the run
+with one line saying why.
+
 exit status: 0 all answered as expected (skipped ones aside), 1 a vector was answered
-differently or not at all, 2 usage error
+differently or not at all, or the server could not be reached, 2 usage error
 """
 
 
@@ -91,14 +123,14 @@ def _add_load_limits(parser: argparse.ArgumentParser, size: Any) -> None:
 
 def add_commands(sub: Any) -> None:
     """Add ``vectors`` and ``replay`` to the ``wscompat`` subcommands."""
-    from wscompat.cli import _positive_bytes as size  # noqa: PLC0415  (wscompat.cli imports us)
-
+    size = positive_byte_count
     formatter = argparse.RawDescriptionHelpFormatter
     vectors = sub.add_parser(
         "vectors", help="work with test vectors (see docs/vectors.md)",
         description="Work with test vectors: recorded exchanges kept as JSON data.",
     )
-    vsub = vectors.add_subparsers(dest="vectors_command", required=True)
+    vsub = vectors.add_subparsers(dest="vectors_command", required=True,
+                                  parser_class=_OptionsAnywhere)
     c = vsub.add_parser(
         "check", help="run vectors offline through wscompat's sans-I/O core",
         description="Run every vector through wscompat's sans-I/O core with the echo "
@@ -106,7 +138,8 @@ def add_commands(sub: Any) -> None:
         formatter_class=formatter, epilog=_CHECK_EXAMPLES,
     )
     c.add_argument("paths", nargs="*", metavar="PATH",
-                   help="vector files or directories (default: ./vectors)")
+                   help="vector files or directories (default: the corpus shipped with "
+                   "wscompat)")
     c.add_argument("--bytewise", action="store_true",
                    help="also deliver every send one byte at a time")
     c.add_argument("--json", action="store_true", help="print a JSON report instead")
@@ -118,9 +151,11 @@ def add_commands(sub: Any) -> None:
         "report which vectors it answers as expected, differently, or not at all.",
         formatter_class=formatter, epilog=_REPLAY_EXAMPLES,
     )
+    r.__class__ = _OptionsAnywhere  # made by the parent's add_parser, as a plain parser
     r.add_argument("url", help="ws://host:port/ or wss://host:port/ of the server")
     r.add_argument("paths", nargs="*", metavar="PATH",
-                   help="vector files or directories (default: ./vectors)")
+                   help="vector files or directories (default: the corpus shipped with "
+                   "wscompat)")
     r.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
                    help="time each expected answer may take (default: %(default)s)")
     r.add_argument("--settle", type=float, default=0.2, metavar="SECONDS",
@@ -141,6 +176,12 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--max-answer", type=size, default=MAX_ANSWER, metavar="BYTES",
                    help="server bytes held for one vector before it fails "
                    "(default: %(default)s)")
+    tls = r.add_mutually_exclusive_group()
+    tls.add_argument("--cafile", metavar="PEM",
+                     help="with wss://: the CA certificates (PEM) to check the server's "
+                     "certificate with, instead of the system's")
+    tls.add_argument("--insecure", action="store_true",
+                     help="with wss://: do not check the server's certificate or name")
     r.add_argument("--json", action="store_true", help="print a JSON report instead")
     _add_load_limits(r, size)
 
@@ -157,17 +198,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _files(paths: Sequence[str]) -> list[Path]:
-    if not paths:
-        if not Path("vectors").is_dir():
-            raise UsageError("no ./vectors directory here: name the vector files or "
-                             "directories to use")
-        paths = ["vectors"]
+    """The vector files named, or by default every one of the corpus shipped."""
     try:
-        files = vector_files(paths)
+        roots = list(paths) or [str(corpus_dir())]
+        files = vector_files(roots)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if not files:
-        raise UsageError(f"no vector files under {', '.join(paths)}")
+        raise UsageError(f"no vector files under {', '.join(roots)}")
     return files
 
 
@@ -250,6 +288,7 @@ def _replay(args: argparse.Namespace) -> int:
             or args.run_deadline <= 0):
         raise UsageError("--timeout, --vector-deadline and --run-deadline must be positive, "
                          "--jobs at least 1, --settle not negative")
+    context = _ssl_context(args, secure)
     limits = _limits(args)
     files = _files(args.paths)
     with_events = 0
@@ -263,8 +302,15 @@ def _replay(args: argparse.Namespace) -> int:
                               jobs=args.jobs, server_options=server_options,
                               vector_deadline=args.vector_deadline,
                               run_deadline=args.run_deadline, max_answer=args.max_answer,
-                              limits=limits)
-    outcomes = sorted(trio.run(partial(replay_all, files, settings)), key=lambda o: o.id)
+                              limits=limits, ssl_context=context)
+    with _Progress(len(files)) as progress:
+        try:
+            outcomes = trio.run(partial(replay_all, files, settings, progress))
+        except CannotConnect as exc:
+            progress.close()
+            print(f"wscompat replay: {printable(str(exc))}", file=sys.stderr)
+            return EXIT_FAILED
+    outcomes.sort(key=lambda o: o.id)
     ok = not any(o.status in FAILING for o in outcomes)
     notes = replay_notes(with_events, outcomes)
     if args.json:
@@ -277,6 +323,53 @@ def _replay(args: argparse.Namespace) -> int:
                  f"{args.timeout:g} s per expected answer")
         print(render(outcomes, STATUSES, failing=FAILING, title=title, notes=notes), end="")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _ssl_context(args: argparse.Namespace, secure: bool) -> ssl.SSLContext | None:
+    """The client TLS context that ``--cafile`` or ``--insecure`` ask for (None: the
+    system's CAs)."""
+    if not (args.cafile or args.insecure):
+        return None
+    if not secure:
+        raise UsageError("--cafile and --insecure are for wss:// URLs")
+    if args.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cafile=args.cafile)
+    except ssl.SSLError as exc:
+        raise UsageError(f"--cafile {args.cafile}: {ssl_text(exc)}") from None
+    except OSError as exc:
+        raise UsageError(f"--cafile {args.cafile}: {exc.strerror or exc}") from None
+
+
+class _Progress:
+    """Replay's progress bar: on standard error when it is a terminal, else nothing.
+    Called with each outcome; the bar is gone once the run ends, before the report."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = (tqdm(total=total, file=sys.stderr, unit="vector", desc="replay",
+                         leave=False, dynamic_ncols=True)
+                    if sys.stderr.isatty() else None)
+        self.failing = 0
+
+    def __call__(self, outcome: Outcome) -> None:
+        if self.bar is not None:
+            self.failing += outcome.status in FAILING
+            self.bar.set_postfix_str(f"{self.failing} failing", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def replay_notes(with_events: int, outcomes: Sequence[Outcome]) -> list[str]:

@@ -12,7 +12,9 @@ bounded (:data:`PENDING_FILES`, :data:`PENDING_BYTES`); past that they are dropp
 the log says so. Each record directory has an :class:`Archive` per trio run that counts
 the files and bytes written: at ``record_max_files`` or ``record_max_bytes`` (or when a
 write fails) recording stops for good, with one warning, and new connections are no
-longer wrapped. Folders are created 0700 and files 0600, whatever the umask.
+longer wrapped. Folders are created 0700 and files 0600, whatever the umask. The first
+file written also leaves the format's schema at the top of the directory, where each
+recording's ``"$schema": "../schema.json"`` points.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ import trio
 
 from wscompat.drafts import Draft
 from wscompat.options import ServerOptions
+from wscompat.vectors.corpus import SCHEMA_NAME, schema_bytes
 from wscompat.vectors.recording import Recording, Redaction
 
 __all__ = ["Archive", "ConnectionRecorder", "RecordingStream", "recorder_for", "write_vector"]
@@ -221,28 +225,48 @@ def _private_folder(folder: Path) -> None:
 
 def _write_file(data: bytes, directory: str | Path, draft: str,
                 started: datetime.datetime | None) -> Path:
-    """``data`` as a new file ``directory/<draft>/recorded-<time>-<random>.json``, 0600.
-
-    Written whole under a hidden temporary name, then linked to its own: a reader that
-    lists the folder while a worker thread writes never sees half a vector.
-    """
+    """``data`` as a new file ``directory/<draft>/recorded-<time>-<random>.json``, 0600,
+    with the schema it names (``../schema.json``) beside the draft folders."""
     folder = Path(directory) / draft
     _private_folder(folder)
+    _schema_beside(Path(directory))
     stamp = (started or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%S")
+    names = (f"recorded-{stamp}-{secrets.token_hex(3)}.json" for _ in range(NAME_ATTEMPTS))
+    path = _write_new(data, folder, names)
+    if path is None:
+        raise FileExistsError(f"no free file name in {folder} after {NAME_ATTEMPTS} tries")
+    return path
+
+
+def _schema_beside(directory: Path) -> None:
+    """``directory/schema.json``, the format's JSON Schema as shipped, unless a file of
+    that name is there already: every recording points at it, so that editors and
+    validators that follow ``$schema`` find it (not counted against the caps)."""
+    if not os.path.lexists(directory / SCHEMA_NAME):
+        _write_new(schema_bytes(), directory, [SCHEMA_NAME])
+
+
+def _write_new(data: bytes, folder: Path, names: Iterable[str]) -> Path | None:
+    """``data`` as a new 0600 file in ``folder`` under the first of ``names`` not taken;
+    None if every one is.
+
+    Written whole under a hidden temporary name, then linked to its own: a reader that
+    lists the folder while a worker thread writes never sees half a file.
+    """
     temporary = folder / f".writing-{secrets.token_hex(8)}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), 0o600)
             file.write(data)
-        for _ in range(NAME_ATTEMPTS):
-            path = folder / f"recorded-{stamp}-{secrets.token_hex(3)}.json"
+        for name in names:
+            path = folder / name
             try:
                 os.link(temporary, path)  # fails, rather than replaces, if the name is taken
             except FileExistsError:
                 continue
             return path
-        raise FileExistsError(f"no free file name in {folder} after {NAME_ATTEMPTS} tries")
+        return None
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -38,6 +38,7 @@ from wscompat.options import ServerOptions
 from wscompat.protocol.framing.lengths import frame_end
 from wscompat.protocol.handshake.detect import detect
 from wscompat.protocol.http import HeadParser, Request
+from wscompat.vectors.corpus import SCHEMA_NAME
 from wscompat.vectors.expect import status_of
 
 __all__ = [
@@ -462,7 +463,7 @@ class Recording:
         if request.names:
             description.append(f"{', '.join(request.names)} redacted.")
         vector: dict[str, Any] = {
-            "$schema": "../schema.json",
+            "$schema": f"../{SCHEMA_NAME}",  # the recorder writes it there
             "name": name,
             "draft": draft.value,
             "source": f"recorded from {agent}" if agent else

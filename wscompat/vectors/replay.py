@@ -20,16 +20,27 @@ bytes received, however they are dribbled. An answer that announces more than
 ``max_answer`` bytes (a Content-Length) fails at once, without waiting for it.
 
 The requests go out exactly as recorded, ``Host`` and path included: hixie answers echo
-them, so rewriting them would change what the right answer is. Replay cannot see what
-the server's application received, so ``events`` are not compared; vectors assume an
-echo server, and their expected frames are the echoes.
+them, so rewriting them would change what the right answer is. What does change over
+``wss://`` is the scheme a hixie answer puts in its location, so there the expected
+location is the secure one (:func:`secure_expectations`). Replay cannot see what the
+server's application received, so ``events`` are not compared; vectors assume an echo
+server, and their expected frames are the echoes.
+
+A connection that cannot be made at all (refused, an unknown host, a failed TLS
+handshake) would fail every vector the same way, so the first one stops the run:
+:func:`replay_all` raises :class:`CannotConnect`, which says why in one line. A connection
+that only takes too long is that vector's ``no_answer``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import re
+import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +48,9 @@ from urllib.parse import urlsplit
 
 import trio
 
+from wscompat.drafts import Draft
+from wscompat.errors import HandshakeRejected
+from wscompat.protocol.handshake.location import split_host
 from wscompat.trio.client import open_stream
 from wscompat.vectors.expect import status_of
 from wscompat.vectors.format import (
@@ -51,8 +65,9 @@ from wscompat.vectors.format import (
 from wscompat.vectors.report import DIFF_LIMIT, Outcome
 
 __all__ = [
-    "MAX_ANSWER", "RUN_DEADLINE", "STATUSES", "VECTOR_DEADLINE", "ReplaySettings", "parse_url",
-    "replay_all", "replay_vector",
+    "MAX_ANSWER", "RUN_DEADLINE", "STATUSES", "VECTOR_DEADLINE", "CannotConnect",
+    "ReplaySettings", "parse_url", "replay_all", "replay_vector", "secure_expectations",
+    "ssl_text",
 ]
 
 STATUSES = ("expected", "different", "no_answer", "skipped")
@@ -111,6 +126,102 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, parts.port or (443 if secure else 80), secure
 
 
+class CannotConnect(Exception):
+    """No connection to the server could be made: refused, unreachable, an unknown host,
+    or a TLS handshake that failed. The message is the one line to show."""
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _connect_error(exc: BaseException, settings: ReplaySettings) -> CannotConnect | None:
+    """What stops the run, for an error raised while connecting; None for the errors
+    of one connection only (a timeout)."""
+    where = _authority(settings.host, settings.port)
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else None
+    if isinstance(cause, ssl.SSLError):
+        text = ssl_text(cause)
+        hint = (" (--cafile names the CA that signed the server's certificate; "
+                "--insecure skips the check)"
+                if isinstance(cause, ssl.SSLCertVerificationError) else "")
+        return CannotConnect(f"TLS handshake with {where} failed: {text}{hint}")
+    if isinstance(exc, trio.BrokenResourceError):
+        reason = str(cause) if cause is not None else "the connection broke"
+        return CannotConnect(f"TLS handshake with {where} failed: {reason}")
+    if isinstance(exc, OSError):
+        return CannotConnect(f"cannot connect to {where}: {_reason(exc)}")
+    return None
+
+
+def ssl_text(exc: ssl.SSLError) -> str:
+    """The words of a TLS error, without OpenSSL's source location."""
+    return re.sub(r" \(_ssl\.c:\d+\)$", "", str(exc))
+
+
+def _reason(exc: OSError) -> str:
+    """The words of the first OSError in an error and its causes: "Connection refused"
+    rather than trio's "all attempts to connect to ... failed"."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return str(seen.strerror)
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        if isinstance(seen, BaseExceptionGroup) and seen.exceptions:
+            seen = seen.exceptions[0]
+        else:
+            seen = seen.__cause__
+    return str(exc)
+
+
+_LOCATION = re.compile(rb"(\r\n(?:Sec-)?WebSocket-Location:[ \t]*)ws://([^\r\n]*)",
+                       re.IGNORECASE)
+_HOST = re.compile(rb"\r\nHost:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_DEFAULT_PORTS = {"ws": "80", "wss": "443"}
+
+
+def secure_expectations(vector: Vector) -> Vector:
+    """The vector as a server reached over TLS answers it: hixie locations say
+    ``wss://`` where the vector, written for a plain connection, says ``ws://``.
+
+    The port follows the drafts' rule, shown only when it is not the scheme's default:
+    a request with ``Host: example.com:80`` expects ``ws://example.com/`` in plain text
+    and ``wss://example.com:80/`` over TLS. Vectors of other drafts, and those that
+    already expect ``wss://`` (written for the ``secure`` option), come back unchanged.
+    """
+    if vector.draft not in (Draft.HIXIE75, Draft.HIXIE76):
+        return vector
+    request = bytearray()
+    for step in vector.steps:
+        if step.kind in EXPECTATIONS:
+            break
+        request += step.data if step.kind == "send" else b""
+    head_end = request.find(b"\r\n\r\n")
+    found = _HOST.search(request if head_end < 0 else request[: head_end + 2])
+    try:
+        name, port = split_host(found.group(1).decode("latin-1").strip()) if found else ("", None)
+    except HandshakeRejected:
+        return vector  # refused for its Host: no location to expect
+
+    def plain_to_secure(location: re.Match[bytes]) -> bytes:
+        rest = location.group(2).decode("latin-1")
+        shown = {scheme: name + (f":{port}" if port and port.lstrip("0") != default else "")
+                 for scheme, default in _DEFAULT_PORTS.items()}
+        if name and rest.startswith(shown["ws"]):
+            rest = shown["wss"] + rest[len(shown["ws"]):]
+        return location.group(1) + b"wss://" + rest.encode("latin-1")
+
+    def secure(step: Step) -> Step:
+        end = step.data.find(b"\r\n\r\n")
+        if step.kind not in ("expect", "expect_head") or end < 0:
+            return step
+        head = _LOCATION.sub(plain_to_secure, step.data[:end])
+        return dataclasses.replace(step, data=head + step.data[end:])
+
+    return dataclasses.replace(vector, steps=tuple(secure(step) for step in vector.steps))
+
+
 def _options_key(options: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True)
 
@@ -143,7 +254,10 @@ class _Peer:
             return False
         return True
 
-    async def send_eof(self) -> bool:
+    async def send_eof(self, seconds: float) -> bool:
+        if isinstance(self.stream, trio.SSLStream) and not await self._end_tls(self.stream,
+                                                                              seconds):
+            return False
         if not isinstance(self.stream, trio.abc.HalfCloseableStream):
             return False
         try:
@@ -151,6 +265,23 @@ class _Peer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
         return True
+
+    async def _end_tls(self, tls: trio.SSLStream[trio.abc.Stream], seconds: float) -> bool:
+        """TLS has no half-close: its close_notify is how a client over TLS says it has
+        nothing more to send, which a server reads as the end of the stream, as it would
+        a TCP half-close. The server answers with its own close_notify (within
+        ``seconds``), and the connection goes on as plain TCP, where the end of the
+        stream is all there is left to read."""
+        with trio.move_on_after(max(seconds, 0.0)):
+            try:
+                transport, trailing = await tls.unwrap()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.eof = True  # closed without a close_notify: the end all the same
+                return False
+            self.stream = transport
+            self.pending += trailing
+            return True
+        return False
 
     async def receive(self, seconds: float) -> bool:
         """Read once within ``seconds``; False when nothing came in time, or nothing
@@ -183,6 +314,8 @@ async def replay_vector(vector: Vector, settings: ReplaySettings) -> Outcome:
         outcome.problem = (f"needs a server started with options {_options_key(vector.options)}"
                            if vector.options else "needs a server started with default options")
         return outcome
+    if settings.secure:
+        vector = secure_expectations(vector)
     peer: _Peer | None = None
     with trio.move_on_after(settings.vector_deadline) as deadline:
         try:
@@ -191,14 +324,18 @@ async def replay_vector(vector: Vector, settings: ReplaySettings) -> Outcome:
                                            secure=settings.secure,
                                            ssl_context=settings.ssl_context)
         except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            stop = _connect_error(exc, settings)
+            if stop is not None:
+                raise stop from exc
             outcome.status = "no_answer"
-            outcome.problem = f"cannot connect: {exc or 'timed out'}"
+            outcome.problem = (f"cannot connect: no connection within {settings.timeout:g} s"
+                               f"{' (TLS included)' if settings.secure else ''}")
             return outcome
         peer = _Peer(stream, settings.max_answer)
         try:
             await _play(vector, settings, peer, outcome)
         finally:
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(peer.stream)  # plain TCP once TLS has ended
     if deadline.cancelled_caught:
         where = f" (at step {peer.step})" if peer and peer.step else ""
         _fail(outcome, "no_answer", f"the vector did not finish within its deadline of "
@@ -220,7 +357,7 @@ async def _play(vector: Vector, settings: ReplaySettings, peer: _Peer, outcome: 
             if not await _send(step, settings, peer):
                 outcome.notes.append(f"the server stopped reading before step {number}")
         elif step.kind == "send_eof":
-            sent_eof = await peer.send_eof()
+            sent_eof = await peer.send_eof(settings.timeout)
         elif step.kind == "pause":
             await trio.sleep(step.seconds)
         elif step.kind in EXPECTATIONS and not await _expect(step, number, settings, peer,
@@ -243,7 +380,7 @@ async def _play(vector: Vector, settings: ReplaySettings, peer: _Peer, outcome: 
     if outcome.status == "expected" and "close_code" in end and not peer.eof:
         # As offline: the client closes its side, and the server must add nothing.
         if not sent_eof:
-            await peer.send_eof()
+            await peer.send_eof(settings.timeout)
         await _wait_eof(peer, settings.timeout)
         if peer.pending:
             _fail(outcome, "different", "unexpected bytes after the client closed",
@@ -345,35 +482,59 @@ def _fail(
 
 
 async def replay_all(
-    vectors: Sequence[Vector | Path], settings: ReplaySettings
+    vectors: Sequence[Vector | Path],
+    settings: ReplaySettings,
+    done: Callable[[Outcome], object] | None = None,
 ) -> list[Outcome]:
     """Replay every vector, ``settings.jobs`` at a time, within ``settings.run_deadline``;
     outcomes in the given order. A vector given as a file is loaded when its turn comes
-    (so a run holds at most ``jobs`` vectors), with ``settings.limits``."""
+    (so a run holds at most ``jobs`` vectors), with ``settings.limits``. ``done`` is
+    called with each outcome as it is known (a progress bar).
+
+    Raises CannotConnect at the first connection that cannot be made at all, once the
+    vectors under way are cancelled.
+    """
     results: list[Outcome | None] = [None] * len(vectors)
     limiter = trio.CapacityLimiter(max(1, settings.jobs))
+    failed: list[CannotConnect] = []
 
-    async def one(index: int, item: Vector | Path) -> None:
+    async def one(index: int, item: Vector | Path, cancel: trio.CancelScope) -> None:
         async with limiter:
-            if isinstance(item, Vector):
-                results[index] = await replay_vector(item, settings)
-                return
             try:
-                vector = load(item, settings.limits)
-            except VectorError as exc:
-                outcome = _unplayed(item, f"invalid vector: {exc}")
-                outcome.status = "skipped"
-                results[index] = outcome
+                outcome = await _one(item, settings)
+            except CannotConnect as exc:
+                failed.append(exc)
+                cancel.cancel()
                 return
-            results[index] = await replay_vector(vector, settings)
+        results[index] = outcome
+        if done is not None:
+            done(outcome)
 
     with trio.move_on_after(settings.run_deadline):
         async with trio.open_nursery() as nursery:
             for index, item in enumerate(vectors):
-                nursery.start_soon(one, index, item)
+                nursery.start_soon(one, index, item, nursery.cancel_scope)
+    if failed:
+        played = sum(result is not None and result.status != "skipped" for result in results)
+        if played:  # the server went away during the run
+            raise CannotConnect(f"{failed[0]} ({played} "
+                                f"{'vector was' if played == 1 else 'vectors were'} played)")
+        raise failed[0]
     late = (f"not finished within the run's deadline of {settings.run_deadline:g} s")
     return [result if result is not None else _unplayed(item, late)
             for result, item in zip(results, vectors, strict=True)]
+
+
+async def _one(item: Vector | Path, settings: ReplaySettings) -> Outcome:
+    if isinstance(item, Vector):
+        return await replay_vector(item, settings)
+    try:
+        vector = load(item, settings.limits)
+    except VectorError as exc:
+        outcome = _unplayed(item, f"invalid vector: {exc}")
+        outcome.status = "skipped"
+        return outcome
+    return await replay_vector(vector, settings)
 
 
 def _unplayed(item: Vector | Path, problem: str) -> Outcome:
