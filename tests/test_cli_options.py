@@ -143,6 +143,14 @@ def test_the_check_reports_a_default_on_boolean_without_a_no_flag(
          {"origins": ["https://a.example", "https://*.b.example"]}),
         (["--record", "out", "--record-frames", "3"], {"record_dir": "out", "record_frames": 3}),
         (["--secure", "--log-payloads"], {"secure": True, "log_payloads": True}),
+        (["--idle-timeout", "none", "--ping-interval", "2.5", "--tcp-keepalive", "none"],
+         {"idle_timeout": None, "ping_interval": 2.5, "tcp_keepalive": None}),
+        (["--max-connections", "none", "--max-queue", "1"],
+         {"max_connections": None, "max_queue": 1}),
+        (["--max-message-size", "1.5MiB", "--record-frames", "0"],
+         {"max_message_size": 3 * 2**19, "record_frames": 0}),
+        (["--subprotocols", "chat.v2, x-token"], {"subprotocols": ["chat.v2", "x-token"],
+                                                 "select_subprotocol": None}),
     ],
 )
 def test_flag_sets_its_option(argv: list[str], changes: dict[str, Any]) -> None:
@@ -158,7 +166,19 @@ def test_flag_sets_its_option(argv: list[str], changes: dict[str, Any]) -> None:
         (["--write-limit", "-1"], "argument --write-limit: '-1': a byte count cannot be negative"),
         (["--write-limit", "lots"], "argument --write-limit: 'lots' is not a byte count"),
         (["--max-head-size", "none"], "argument --max-head-size: 'none' is not a byte count"),
-        (["--tls-handshake-timeout", "soon"], "argument --tls-handshake-timeout: invalid"),
+        (["--tls-handshake-timeout", "soon"],
+         "argument --tls-handshake-timeout: 'soon': give a number of seconds above 0"),
+        (["--max-message-size", "1MB"], "argument --max-message-size: '1MB' is not a byte count: "
+         "give a number of bytes (65536) or of KiB, MiB, GiB"),
+        (["--idle-timeout", "0"], "argument --idle-timeout: '0': give a number of seconds "
+         "above 0, or 'none' for no idle timeout"),
+        (["--tcp-keepalive", "0.5"], "argument --tcp-keepalive: '0.5': the kernel counts whole "
+         "seconds, from 1"),
+        (["--max-connections", "-1"], "argument --max-connections: '-1': give a whole number of "
+         "at least 1, or 'none' for no limit"),
+        (["--record-frames", "x"], "argument --record-frames: 'x': give a whole number of at "
+         "least 0"),
+        (["--port", "65536"], "argument --port: '65536' is not a port: give 0 to 65535"),
         (["--drafts", "13,9"], "unknown draft '9'"),
     ],
 )
@@ -175,7 +195,7 @@ def test_require_tls_needs_a_certificate(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as info:
         cli.main(["serve", "--require-tls"])
     assert info.value.code == 2
-    assert "--require-tls and --keyfile need --certfile" in capsys.readouterr().err
+    assert "argument --require-tls: needs --certfile" in capsys.readouterr().err
 
 
 def test_help_states_each_new_limit_and_its_default(

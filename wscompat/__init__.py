@@ -11,12 +11,14 @@ from wscompat.errors import (
     UnsupportedByDraft,
     WebSocketError,
 )
-from wscompat.options import Rejection, ServerOptions, UpgradeRequest
+from wscompat.options import Acceptance, Rejection, ServerOptions, UpgradeRequest
 from wscompat.trio.client import connect
 from wscompat.trio.connection import Connection
+from wscompat.trio.running import run
 from wscompat.trio.server import Server, serve
 
 __all__ = [
+    "Acceptance",
     "Capabilities",
     "Connection",
     "ConnectionClosed",
@@ -33,6 +35,7 @@ __all__ = [
     "UpgradeRequest",
     "WebSocketError",
     "connect",
+    "run",
     "serve",
 ]
 

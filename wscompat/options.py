@@ -21,7 +21,12 @@ from wscompat.protocol.policy import DEFAULT_POLICY
 if TYPE_CHECKING:  # the core only names the type; the I/O layer uses it
     import ssl
 
-__all__ = ["Rejection", "ServerOptions", "UpgradeRequest"]
+__all__ = ["METRICS_PATH", "Acceptance", "Rejection", "ServerOptions", "UpgradeRequest"]
+
+READ_SIZE_MAX = 2**24
+"""The largest ``read_size``: each read asks for (and briefly allocates) that many bytes."""
+METRICS_PATH = "/metrics"
+"""Where Prometheus metrics are served on the WebSocket port (``metrics=True``)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,26 @@ class Rejection:
     reason: str = "forbidden"
 
 
-ProcessRequest = Callable[[UpgradeRequest], "Rejection | Awaitable[Rejection | None] | None"]
+@dataclass(frozen=True)
+class Acceptance:
+    """Returned by ``process_request`` to accept, with choices made while deciding.
+
+    A gateway opens its backend connection before the client is answered; what it
+    opened travels to the handler as ``ws.context``. If the handshake fails after the
+    decision (the client leaves, hixie-76's key3 never comes), the server closes the
+    context with its ``aclose()``, if it has one, since no handler will.
+    """
+
+    subprotocol: str | None = None
+    """The subprotocol to answer (one the client offered); None: the usual choice
+    (``select_subprotocol`` or ``subprotocols``)."""
+    context: object = None
+
+
+ProcessRequest = Callable[
+    [UpgradeRequest],
+    "Rejection | Acceptance | Awaitable[Rejection | Acceptance | None] | None",
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +68,8 @@ class ServerOptions:
     select_subprotocol: SelectSubprotocol | None = None
     """Overrides ``subprotocols``: return one of the offered values, or None."""
     process_request: ProcessRequest | None = None
-    """Called before accepting; return a Rejection to refuse with an HTTP error."""
+    """Called before accepting (awaited if it returns an awaitable): return a Rejection
+    to refuse with an HTTP error, an Acceptance to accept with a context, or None."""
 
     # Limits.
     max_head_size: int = 16384
@@ -100,6 +125,9 @@ class ServerOptions:
     """Log every message's first bytes at DEBUG; off by default, payloads can be private."""
     log_query: bool = False
     """Log request paths with their query; off by default, queries often carry tokens."""
+    log_open: bool = False
+    """Also log a line when a connection opens (long-lived ones are otherwise seen only
+    when they end)."""
     record_dir: str | None = None
     """Write each connection as a vector file under ``record_dir/<draft>/`` (docs/vectors.md)."""
     record_frames: int = 10
@@ -134,6 +162,20 @@ class ServerOptions:
     compression_memory_level: int = 8
     """zlib memLevel, 1 to 9: the compressor's hash table takes 2**(memory_level+9) bytes."""
 
+    # Operations.
+    health_path: str | None = "/healthz"
+    """A plain GET or HEAD here answers 200 while serving and 503 while shutting down
+    (for load balancers); None turns it off. WebSocket requests to it are served as usual."""
+    metrics: bool = False
+    """Count Prometheus metrics and serve them at ``/metrics`` on the WebSocket port."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, so that several server processes share the port (as
+    ``--workers`` does; also for a supervisor of your own)."""
+    drain_time: float = 0.0
+    """Seconds, on a graceful shutdown, during which the health check answers 503 and
+    everything is still served, before connections are closed: time for a load balancer
+    to take the server out."""
+
     # Legacy drafts.
     secure: bool = False
     """hixie locations say wss:// (set it behind a TLS-terminating proxy)."""
@@ -149,7 +191,40 @@ class ServerOptions:
     def __post_init__(self) -> None:
         if self.require_tls and self.ssl_context is None:
             raise ValueError("require_tls needs an ssl_context: nothing could be served")
+        if self.health_path is not None and (
+            not self.health_path.startswith("/") or "?" in self.health_path
+        ):
+            raise ValueError(f"health_path must be a path such as /healthz, not "
+                             f"{self.health_path!r}")
+        if self.health_path == METRICS_PATH and self.metrics:
+            raise ValueError(f"health_path cannot be {METRICS_PATH}, where metrics are served")
+        self._check_numbers()
         self.settings  # noqa: B018  (a bad value fails here, once, not per connection)
+
+    def _check_numbers(self) -> None:
+        """Every limit in range: a negative timeout would close every connection at
+        once, a zero read size would never read. Each error names the field."""
+        positive = ("max_head_size", "max_headers", "handshake_timeout", "max_queue",
+                    "max_queue_bytes", "close_timeout", "read_size", "ping_timeout",
+                    "tls_handshake_timeout", "record_max_files")
+        optional = ("max_message_size", "max_frame_size", "max_connections",
+                    "idle_timeout", "ping_interval", "tcp_keepalive")
+        for name in positive:
+            value = getattr(self, name)
+            if not value > 0:  # also catches NaN
+                raise ValueError(f"{name} must be more than 0, not {value!r}")
+        for name in optional:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be more than 0 (or None), not {value!r}")
+        if self.read_size > READ_SIZE_MAX:
+            raise ValueError(f"read_size must be at most {READ_SIZE_MAX} bytes (16 MiB), "
+                             f"not {self.read_size!r}: each read allocates that much")
+        for name in ("write_limit", "record_frames", "record_max_bytes", "compress_min_size",
+                     "drain_time"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"{name} must be 0 or more, not {value!r}")
 
     @cached_property
     def settings(self) -> ConnectionSettings:
@@ -165,6 +240,10 @@ class ServerOptions:
             hixie76_early_head=self.hixie76_early_head,
             policy=self.policy,
             compression=self.compression_settings(),
+            plain_paths=frozenset(
+                path for path in (self.health_path, METRICS_PATH if self.metrics else None)
+                if path is not None
+            ),
         )
         return ConnectionSettings(
             handshake=handshake,

@@ -265,9 +265,9 @@ async def test_query_strings_are_logged_only_when_asked(
                 server.port, upgrade13("/chat?token=s3cr3t", key=False))
         assert answer.startswith(b"HTTP/1.1 400 ")
         with trio.fail_after(5):
-            while not [m for _, _, m, _ in logs.wscompat if " hixie-76 origin=" in m]:
+            while not [m for _, _, m, _ in logs.wscompat if " hixie-76 plain origin=" in m]:
                 await trio.sleep(0.01)
-    (opened,) = [m for _, _, m, _ in logs.wscompat if " hixie-76 origin=" in m]
+    (opened,) = [m for _, _, m, _ in logs.wscompat if " hixie-76 plain origin=" in m]
     (rejected,) = logs.lines_of(refused)
     shown = "/chat?token=s3cr3t" if log_query else "/chat?…"
     assert f" {shown} " in opened and f" {shown} rejected 400 " in rejected

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+from functools import partial
 
 import pytest
 import trio
+import websockets.sync.client
 
 import wscompat
 from wscompat.drafts import Draft
@@ -15,7 +17,7 @@ from wscompat.errors import HandshakeRejected
 from wscompat.trio.client import connect
 
 from ..conftest import Starter
-from ..rawclient import client_frame, close_code, open_rfc6455, read_to_eof, read_until
+from ..rawclient import UPGRADE13, client_frame, close_code, open_rfc6455, read_to_eof, read_until
 
 ORIGINS = ["https://app.example", "https://*.example.com"]
 
@@ -89,7 +91,19 @@ async def test_connection_cap_answers_503_and_keeps_serving(start_server: Starte
             nursery.start_soon(hold, draft)
         for _ in range(3):
             await opened.acquire()
+        # The 503 comes once the request is read, as an answer to it: the websockets
+        # client reports the status rather than a broken handshake.
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            await trio.to_thread.run_sync(
+                partial(websockets.sync.client.connect, f"ws://127.0.0.1:{server.port}/",
+                        open_timeout=5)
+            )
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == "5"
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await trio.sleep(0.2)
+        assert server.active == 4  # the raw peer is held while its request is awaited
+        await stream.send_all(UPGRADE13)
         with trio.fail_after(5):
             answer = await read_to_eof(stream)
         assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
@@ -181,7 +195,7 @@ async def test_connection_log_line(start_server: Starter, caplog: pytest.LogCapt
     lines = [r.getMessage() for r in caplog.records if "/room?id=7" in r.getMessage()]
     assert len(lines) == 1
     line = lines[0]
-    assert "hixie-76 origin=http://site.example" in line
+    assert "hixie-76 plain origin=http://site.example" in line
     assert "close=1000 by=peer" in line
     assert "in=" in line and "out=" in line
 

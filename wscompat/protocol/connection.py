@@ -104,6 +104,8 @@ class Phase(enum.Enum):
     write what is pending, then close."""
     TLS = "tls"
     """A TLS ClientHello arrived: the I/O layer wraps the stream or closes it."""
+    PLAIN = "plain"
+    """A plain GET or HEAD for one of the settings' ``plain_paths``: call respond()."""
 
 
 _FRAMER_PHASE = {State.OPEN: Phase.OPEN, State.CLOSING: Phase.CLOSING, State.CLOSED: Phase.CLOSED}
@@ -292,6 +294,8 @@ class ServerConnection(_Open):
             return Phase.REFUSED
         if hs is HandshakePhase.TLS:
             return Phase.TLS
+        if hs is HandshakePhase.PLAIN:
+            return Phase.PLAIN
         return Phase.HANDSHAKE
 
     @property
@@ -394,6 +398,13 @@ class ServerConnection(_Open):
         self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()
     ) -> None:
         self.handshake.reject(status, reason, headers)
+
+    def respond(
+        self, status: int, body: bytes, content_type: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Answer a request of phase PLAIN (a HEAD gets the head alone), then close."""
+        self.handshake.respond(status, body, content_type, headers)
 
     def _maybe_open(self) -> None:
         hs = self.handshake

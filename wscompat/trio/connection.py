@@ -97,6 +97,8 @@ class IOSettings:
 class ConnectionStats:
     bytes_in: int = 0
     bytes_out: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
     closed_by: str = ""
 
 
@@ -239,6 +241,9 @@ class Connection(RequestView):
     same on every draft. Operations a draft cannot express raise UnsupportedByDraft.
     """
 
+    context: object = None
+    """What ``process_request`` handed over in its Acceptance (a gateway's backend)."""
+
     def __init__(
         self,
         transport: Transport,
@@ -260,6 +265,8 @@ class Connection(RequestView):
         self.extensions = extensions
         self.remote = remote
         self.stats = ConnectionStats()
+        self.metrics_seen = (0, 0, 0, 0)
+        """Messages and bytes each way already added to the server's metrics."""
         self._settings = settings
         self._flusher = flusher
         self._queue: deque[Data] | tuple[()] = _NO_MESSAGES
@@ -384,6 +391,7 @@ class Connection(RequestView):
             proto.send_binary(bytes(message))
         else:
             raise TypeError(f"can only send str or bytes, not {type(message).__name__}")
+        self.stats.messages_out += 1
         if (
             self._queue
             and self._flusher is not None
@@ -583,6 +591,7 @@ class Connection(RequestView):
                     logger.debug("%s < %s", logfields.path(self.path), _preview(data))
                 # Messages that arrived before the peer's close are still delivered.
                 if not self._discard:
+                    self.stats.messages_in += 1
                     if not isinstance(queue, deque):
                         queue = self._queue = deque()
                     queue.append(data)

@@ -10,6 +10,7 @@ import logging
 
 import trio
 
+from wscompat.metrics import Metrics
 from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
 from wscompat.protocol.sniff import Kind, sniff
 from wscompat.trio.streams import fmt_remote, open_listeners, remote_of
@@ -27,24 +28,35 @@ async def serve_policy(
     port: int = 843,
     policy: str = DEFAULT_POLICY,
     *,
+    metrics: Metrics | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Answer Flash socket policy requests; anything else is closed unanswered."""
-    listeners = await open_listeners(host, port)
+    """Answer Flash socket policy requests; anything else is closed unanswered. Each
+    request is logged (and counted, with ``metrics``)."""
+    listeners = await open_listeners(host, port, reuse_port=reuse_port)
     answer = policy_response(policy)
 
     async def handle(stream: trio.SocketStream) -> None:
         data = b""
+        remote = fmt_remote(remote_of(stream))
         try:
-            with trio.move_on_after(POLICY_TIMEOUT):
+            with trio.move_on_after(POLICY_TIMEOUT) as deadline:
                 while sniff(data) is Kind.NEED_MORE:
                     chunk = await stream.receive_some(64)
                     if not chunk:
+                        logger.info("%s policy port: closed before a request", remote)
                         return
                     data += chunk
                 if sniff(data) is Kind.POLICY:
                     await stream.send_all(answer)
-                    logger.debug("%s policy file sent", fmt_remote(remote_of(stream)))
+                    logger.info("%s policy file sent", remote)
+                    if metrics is not None:
+                        metrics.policy.labels("policy").inc()
+                else:
+                    logger.info("%s policy port: not a policy request, closed", remote)
+            if deadline.cancelled_caught:
+                logger.info("%s policy port: no request in %gs", remote, POLICY_TIMEOUT)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

@@ -14,6 +14,7 @@ recorder needs one.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import logging
 import socket
@@ -27,9 +28,11 @@ import trio
 
 from wscompat import logfields
 from wscompat.errors import ConnectionClosed
-from wscompat.options import Rejection, ServerOptions
+from wscompat.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from wscompat.metrics import Metrics
+from wscompat.options import METRICS_PATH, Acceptance, Rejection, ServerOptions
 from wscompat.protocol.connection import Phase, ServerConnection
-from wscompat.protocol.http import error_response
+from wscompat.protocol.sniff import Kind
 from wscompat.trio.connection import Connection, Flusher, IOSettings, Keepalive
 from wscompat.trio.policy import serve_policy
 from wscompat.trio.streams import (
@@ -42,13 +45,27 @@ from wscompat.trio.streams import (
 from wscompat.trio.transport import Transport
 from wscompat.vectors.recorder import ConnectionRecorder, recorder_for
 
-__all__ = ["Handler", "Server", "open_listeners", "serve", "serve_policy"]
+__all__ = ["Handler", "Server", "State", "open_listeners", "serve", "serve_policy"]
 
 logger = logging.getLogger("wscompat.server")
 
 Handler = Callable[[Connection], Awaitable[None]]
 REJECT_LINGER = 1.0
 """Seconds to drain input after an error response, so the kernel does not reset it."""
+METRICS_SYNC = 5.0
+"""Seconds between two additions of open connections' traffic to the metrics."""
+BUSY_RETRY = (("Retry-After", "5"),)
+
+
+class State(enum.Enum):
+    """Where a server is in its life; the health check answers 200 only while SERVING."""
+
+    SERVING = "serving"
+    DRAINING = "draining"
+    """Shutting down, ``drain_time`` not over: all is served, the health check says 503."""
+    CLOSING = "closing"
+    """Connections are being closed; a new one is answered 503."""
+    CLOSED = "closed"
 
 
 @dataclass
@@ -62,6 +79,11 @@ class Server:
     """The server's keepalive pinger, when ``ping_interval`` is set."""
     active: int = 0
     """Connections being served, handshakes included (``max_connections`` bounds it)."""
+    metrics: Metrics | None = None
+    """Where events are counted, when metrics are on."""
+    state: State = State.SERVING
+    _scope: trio.CancelScope | None = field(default=None, repr=False)
+    _closed: trio.Event = field(default_factory=trio.Event, repr=False)
 
     def __post_init__(self) -> None:
         options = self.options
@@ -82,6 +104,41 @@ class Server:
     def addresses(self) -> list[tuple[Any, ...]]:
         return [tuple(listener.socket.getsockname()) for listener in self.listeners]
 
+    async def shutdown(self) -> None:
+        """Stop gracefully and return once every connection is gone.
+
+        For ``drain_time`` seconds the health check answers 503 while everything is still
+        served, so a load balancer takes the server out first; then each connection is
+        closed the way its draft closes (1001, ``0xFF 0x00`` or a TCP close) within
+        ``close_timeout``, while new connections get 503 and the health check still
+        answers (503) until the last one is gone. Calling it again just waits.
+        """
+        if self.state is State.SERVING:
+            self.state = State.DRAINING
+            drain = self.options.drain_time
+            logger.info("shutting down: %d connections open%s", len(self.connections),
+                        f", draining for {drain:g}s" if drain else "")
+            if drain:
+                await trio.sleep(drain)
+            self.state = State.CLOSING
+            if self._scope is not None:
+                self._scope.cancel()
+        await self._closed.wait()
+
+    def count_error(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.errors.labels(kind).inc()
+
+    def sync_metrics(self) -> None:
+        """Add what open connections did since the last sync to the metrics."""
+        if self.metrics is not None:
+            self.metrics.sync((ws, ws.stats) for ws in self.connections)
+
+    async def _sync_metrics_forever(self) -> None:
+        while True:
+            await trio.sleep(METRICS_SYNC)
+            self.sync_metrics()
+
 
 async def serve(
     handler: Handler,
@@ -89,11 +146,17 @@ async def serve(
     port: int = 8080,
     *,
     options: ServerOptions | None = None,
+    metrics_store: Metrics | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     **kwargs: Any,
 ) -> None:
-    """Serve ``handler`` on ``host:port`` until cancelled. ``host=None`` listens on all
-    interfaces, IPv4 and IPv6. Keyword arguments are :class:`ServerOptions` fields."""
+    """Serve ``handler`` on ``host:port`` until cancelled or :meth:`Server.shutdown`.
+    ``host=None`` listens on all interfaces, IPv4 and IPv6. Keyword arguments are
+    :class:`ServerOptions` fields. ``metrics_store`` counts into a given
+    :class:`Metrics` (served elsewhere, as :func:`serve_metrics` does); ``metrics=True``
+    makes one if none is given and serves it at ``/metrics``. Cancelling closes every
+    connection at once (each still within ``close_timeout``); :meth:`Server.shutdown`
+    drains first."""
     if kwargs:
         unknown = set(kwargs) - ServerOptions.names()
         if unknown:
@@ -101,29 +164,48 @@ async def serve(
         base = options or ServerOptions()
         options = ServerOptions(**{**_as_dict(base), **kwargs})
     options = options or ServerOptions()
-    socks = await bind_listeners(host, port)
+    socks = await bind_listeners(host, port, reuse_port=options.reuse_port)
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in socks]
-    server = Server(listeners, options)
+    metrics = metrics_store
+    if metrics is None and options.metrics:
+        metrics = Metrics()
+    server = Server(listeners, options, metrics=metrics)
     for address in server.addresses:
         logger.info("listening on %s port %s", address[0], address[1])
     try:
-        async with trio.open_nursery() as connections:
-            flusher = Flusher(connections)
-            connections.start_soon(flusher.run)
-            if options.ping_interval is not None:
-                server.keepalive = Keepalive(connections, options.ping_interval,
-                                             options.ping_timeout)
-                connections.start_soon(server.keepalive.run)
-            serve_one = partial(_serve_connection, server, handler, nursery=connections,
-                                flusher=flusher)
+        # Accept loops (and, while closing, the connections refused with 503) live in
+        # ``outer``; open connections in ``connections``, which shutdown() cancels.
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as connections:
+                server._scope = connections.cancel_scope
+                flusher = Flusher(connections)
+                connections.start_soon(flusher.run)
+                if options.ping_interval is not None:
+                    server.keepalive = Keepalive(connections, options.ping_interval,
+                                                 options.ping_timeout)
+                    connections.start_soon(server.keepalive.run)
+                if metrics is not None:
+                    connections.start_soon(server._sync_metrics_forever)
+                serve_one = partial(_serve_connection, server, handler,
+                                    nursery=connections, flusher=flusher)
+                serve_late = partial(_serve_connection, server, handler, nursery=outer,
+                                     flusher=flusher)
 
-            def spawn(sock: socket.socket, remote: tuple[str, int] | None) -> None:
-                connections.start_soon(serve_one, sock, remote)
+                def spawn(sock: socket.socket, remote: tuple[str, int] | None) -> None:
+                    if server.state is State.CLOSING:
+                        outer.start_soon(serve_late, sock, remote)
+                    else:
+                        connections.start_soon(serve_one, sock, remote)
 
-            for sock in socks:
-                connections.start_soon(accept_loop, sock, spawn)
-            task_status.started(server)
+                for sock in socks:
+                    outer.start_soon(accept_loop, sock, spawn)
+                task_status.started(server)
+            outer.cancel_scope.cancel()
     finally:
+        server.state = State.CLOSED
+        server._closed.set()
+        if metrics is not None:
+            server.sync_metrics()
         for listener in listeners:
             trio.lowlevel.notify_closing(listener.socket)
             listener.socket.close()
@@ -147,21 +229,18 @@ async def _serve_connection(
     if recorder is not None:
         transport = Transport(recorder.wrap(transport.stream))
     server.active += 1
+    contexts: list[object] = []
     try:
-        if options.max_connections is not None and server.active > options.max_connections:
-            logger.warning("%s refused: %d connections already", fmt_remote(remote),
-                           options.max_connections)
-            await _send_and_linger(transport, BUSY, options.read_size)
-            return
         with trio.move_on_after(options.handshake_timeout) as deadline:
-            proto, transport = await _open(transport, options, remote)
-        if deadline.cancelled_caught:
-            logger.info("%s handshake timed out", fmt_remote(remote))
-            return
-        if proto is None:
+            proto, transport = await _open(transport, server, remote, contexts)
+        if deadline.cancelled_caught or proto is None:
+            await _not_opened(server, remote, transport, contexts,
+                              timed_out=deadline.cancelled_caught)
             return
         ws, watchers = _start(server, transport, proto, remote=remote, nursery=nursery,
                                flusher=flusher, recorder=recorder)
+        if contexts:
+            ws.context = contexts[-1]
         code, reason = 1000, ""
         try:
             await handler(ws)
@@ -170,6 +249,7 @@ async def _serve_connection(
         except Exception:
             logger.exception("%s handler failed on %s", fmt_remote(ws.remote),
                              logfields.path(ws.path, query=options.log_query))
+            server.count_error("handler")
             code, reason = 1011, "internal error"
         except BaseException:
             code, reason = 1001, "server shutting down"
@@ -183,8 +263,10 @@ async def _serve_connection(
             _ended(server, ws, started, recorder)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         logger.info("%s connection lost: %s", fmt_remote(remote), exc.__cause__ or exc)
+        server.count_error("connection_lost")
     except Exception:
         logger.exception("%s connection failed", fmt_remote(remote))
+        server.count_error("internal")
     finally:
         server.active -= 1
         await transport.aclose()
@@ -213,6 +295,10 @@ def _start(
         flusher=flusher if transport.sync else None,
     )
     server.connections.add(ws)
+    if server.metrics is not None:
+        server.metrics.opened(str(ws.draft), transport.secure)
+    if server.options.log_open:
+        _log_open(ws, query=server.options.log_query)
     if server.options.tcp_keepalive is not None and not ws.caps.ping:
         transport.keep_alive(server.options.tcp_keepalive)  # hixie: no ping to tell
     nursery.start_soon(ws.run_reader)
@@ -223,23 +309,24 @@ def _ended(
     server: Server, ws: Connection, started: float, recorder: ConnectionRecorder | None
 ) -> None:
     server.connections.discard(ws)
+    if server.metrics is not None:
+        server.metrics.closed(ws, ws.stats, ws.close_code, ws.stats.closed_by, ws.secure)
     _log_connection(ws, started, query=server.options.log_query)
     if recorder is not None:
         recorder.closed(ws.close_code)
 
 
-BUSY = error_response(503, "too many connections, try again later", (("Retry-After", "5"),))
-
-
 async def _open(
-    transport: Transport, options: ServerOptions, remote: tuple[str, int] | None
+    transport: Transport, server: Server, remote: tuple[str, int] | None,
+    contexts: list[object],
 ) -> tuple[ServerConnection | None, Transport]:
     """The WebSocket handshake, behind a TLS handshake when the client starts with one.
 
     Returns the open protocol connection (None when there is none) and the transport
     the connection continues on: a TLS one for wss clients.
     """
-    proto = await _handshake(transport, options, remote, secure=False)
+    options = server.options
+    proto = await _handshake(transport, server, remote, contexts, secure=False)
     if proto is None or proto.phase is not Phase.TLS:
         return proto, transport
     if options.ssl_context is None:
@@ -252,9 +339,10 @@ async def _open(
             await tls.do_handshake()
     except (trio.BrokenResourceError, trio.TooSlowError) as exc:
         logger.info("%s TLS handshake failed: %s", fmt_remote(remote), exc.__cause__ or exc)
+        server.count_error("tls_handshake")
         return None, transport
     secure = Transport(tls)
-    proto = await _handshake(secure, options, remote, secure=True)
+    proto = await _handshake(secure, server, remote, contexts, secure=True)
     if proto is not None and proto.phase is Phase.TLS:
         proto = None  # TLS inside TLS
     return proto, secure
@@ -292,15 +380,18 @@ async def _in_scope(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]
 
 
 async def _handshake(
-    transport: Transport, options: ServerOptions, remote: tuple[str, int] | None,
-    *, secure: bool,
+    transport: Transport, server: Server, remote: tuple[str, int] | None,
+    contexts: list[object], *, secure: bool,
 ) -> ServerConnection | None:
     """Drive a protocol connection through its handshake: the open connection, one in
     phase TLS (its ``buffered`` bytes are the ClientHello's start), or None."""
+    options = server.options
     proto = ServerConnection(options.settings, secure=secure)
     while True:
         if proto.phase is Phase.DECIDE:
-            await _decide(proto, options, remote)
+            await _decide(proto, server, remote, contexts)
+        elif proto.phase is Phase.PLAIN:
+            _answer_plain(proto, server)
         out = proto.data_to_send()
         if out:
             await transport.send_all(out)
@@ -310,10 +401,10 @@ async def _handshake(
         if phase is Phase.TLS:
             return proto
         if phase is Phase.REFUSED:
-            _log_refusal(proto, remote, query=options.log_query)
+            _refused(proto, server, remote, secure=secure)
             await _linger(transport, options.read_size)
             return None
-        if phase is Phase.DECIDE:
+        if phase is Phase.DECIDE or phase is Phase.PLAIN:
             continue
         data = await transport.receive(options.read_size)
         if not data:
@@ -322,8 +413,20 @@ async def _handshake(
 
 
 async def _decide(
-    proto: ServerConnection, options: ServerOptions, remote: tuple[str, int] | None
+    proto: ServerConnection, server: Server, remote: tuple[str, int] | None,
+    contexts: list[object],
 ) -> None:
+    options = server.options
+    if server.state is State.CLOSING:
+        proto.reject(503, "server shutting down, try again later", BUSY_RETRY)
+        return
+    limit = options.max_connections
+    if limit is not None and server.active > limit:
+        # Refused only now that the request is read: a client sees the status, where a
+        # 503 written before its request reads to it as a broken handshake.
+        logger.warning("%s refused: %d connections already", fmt_remote(remote), limit)
+        proto.reject(503, "too many connections, try again later", BUSY_RETRY)
+        return
     upgrade = proto.upgrade_request(remote)
     if options.process_request is not None:
         verdict = options.process_request(upgrade)
@@ -332,15 +435,76 @@ async def _decide(
         if isinstance(verdict, Rejection):
             proto.reject(verdict.status, verdict.reason)
             return
+        if isinstance(verdict, Acceptance):
+            if verdict.context is not None:
+                contexts.append(verdict.context)
+            if verdict.subprotocol is not None:
+                proto.accept(verdict.subprotocol)
+                return
     proto.accept(proto.choose_subprotocol(upgrade))
 
 
-async def _send_and_linger(transport: Transport, data: bytes, read_size: int) -> None:
-    try:
-        await transport.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+async def _not_opened(
+    server: Server, remote: tuple[str, int] | None, transport: Transport,
+    contexts: list[object], *, timed_out: bool,
+) -> None:
+    """A connection whose handshake did not complete: say why, free what it left."""
+    if timed_out:
+        logger.info("%s handshake timed out", fmt_remote(remote))
+        if server.metrics is not None:
+            server.metrics.refused(None, "timeout", transport.secure)
+    await _close_contexts(contexts)
+
+
+async def _close_contexts(contexts: list[object]) -> None:
+    """Close what an Acceptance handed over when no handler will receive it."""
+    for context in contexts:
+        aclose = getattr(context, "aclose", None)
+        if aclose is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(REJECT_LINGER):
+                try:
+                    await aclose()
+                except Exception:
+                    logger.exception("closing a context the handshake left behind")
+
+
+def _answer_plain(proto: ServerConnection, server: Server) -> None:
+    """The health check, or the metrics: plain requests the server answers itself."""
+    assert proto.request is not None
+    path = proto.request.target.partition("?")[0]
+    if path == METRICS_PATH and server.metrics is not None and server.options.metrics:
+        server.sync_metrics()
+        proto.respond(200, server.metrics.exposition(), METRICS_CONTENT_TYPE)
+    elif server.state is State.SERVING:
+        proto.respond(200, b"ok\n", "text/plain; charset=utf-8")
+    else:
+        proto.respond(503, b"shutting down\n", "text/plain; charset=utf-8", BUSY_RETRY)
+
+
+def _refused(
+    proto: ServerConnection, server: Server, remote: tuple[str, int] | None, *, secure: bool
+) -> None:
+    """Count and log a connection that ends without an upgrade."""
+    metrics = server.metrics
+    query = server.options.log_query
+    request = proto.request
+    if proto.rejection is None and request is not None:  # a health check or the metrics
+        if metrics is not None:
+            metrics.plain.labels(request.target.partition("?")[0]).inc()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s %s answered", fmt_remote(remote), request.method,
+                         logfields.path(request.target, query=query))
         return
-    await _linger(transport, read_size)
+    if metrics is not None:
+        if proto.kind is Kind.POLICY:
+            metrics.policy.labels("websocket").inc()
+        elif proto.rejection is not None:
+            if proto.draft is None and proto.rejection.status == 426 and request:
+                metrics.plain.labels("other").inc()
+            else:
+                metrics.refused(proto.draft and str(proto.draft),
+                                str(proto.rejection.status), secure)
+    _log_refusal(proto, remote, query=query)
 
 
 async def _linger(transport: Transport, read_size: int) -> None:
@@ -370,13 +534,60 @@ def _log_refusal(
 
 
 def _log_connection(ws: Connection, started: float, *, query: bool) -> None:
-    """One line per connection that opened; what the peer sent is escaped and cut."""
+    """One line per connection that opened; what the peer sent is escaped and cut. The
+    same values go to the record's ``fields`` for ``--log-format json``."""
     if not logger.isEnabledFor(logging.INFO):
         return  # its arguments alone cost a few microseconds per connection
-    logger.info(
-        "%s %s %s origin=%s %.3fs in=%d out=%d close=%s by=%s ext=%s",
-        fmt_remote(ws.remote), logfields.path(ws.path, query=query), ws.draft,
-        logfields.field(ws.origin or None), time.monotonic() - started, ws.stats.bytes_in,
-        ws.stats.bytes_out, ws.close_code, ws.stats.closed_by or "-",
-        logfields.field((ws.extensions or "-").replace(" ", "")),
+    fields = _connection_fields(ws, query=query)
+    fields.update(
+        duration=round(time.monotonic() - started, 3), bytes_in=ws.stats.bytes_in,
+        bytes_out=ws.stats.bytes_out, messages_in=ws.stats.messages_in,
+        messages_out=ws.stats.messages_out, close=ws.close_code,
+        closed_by=ws.stats.closed_by or None,
     )
+    logger.info(
+        "%s %s %s %s origin=%s %.3fs in=%d out=%d close=%s by=%s ext=%s proto=%s ua=%s",
+        fields["remote"], fields["path"], fields["draft"], fields["transport"],
+        fields["origin"], fields["duration"], fields["bytes_in"], fields["bytes_out"],
+        ws.close_code, ws.stats.closed_by or "-", fields["extensions"],
+        fields["subprotocol"], _quoted(fields["user_agent"]),
+        extra={"event": "closed", "fields": fields},
+    )
+
+
+def _log_open(ws: Connection, *, query: bool) -> None:
+    """The optional line when a connection opens (``log_open``)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = _connection_fields(ws, query=query)
+    logger.info(
+        "%s %s %s %s opened origin=%s ext=%s proto=%s ua=%s",
+        fields["remote"], fields["path"], fields["draft"], fields["transport"],
+        fields["origin"], fields["extensions"], fields["subprotocol"],
+        _quoted(fields["user_agent"]), extra={"event": "opened", "fields": fields},
+    )
+
+
+def _connection_fields(ws: Connection, *, query: bool) -> dict[str, Any]:
+    return {
+        "remote": fmt_remote(ws.remote),
+        "path": logfields.path(ws.path, query=query),
+        "draft": str(ws.draft),
+        "transport": "tls" if ws.secure else "plain",
+        "origin": logfields.field(ws.origin or None),
+        "extensions": logfields.field((ws.extensions or "-").replace(" ", "")),
+        "subprotocol": logfields.field(ws.subprotocol),
+        "user_agent": logfields.field(ws.headers.get("User-Agent"), UA_MAX),
+    }
+
+
+UA_MAX = 120
+"""Characters of the user agent kept in a log line."""
+
+
+def _quoted(value: str) -> str:
+    """A field that may hold spaces, in double quotes (a quote inside escaped); ``-``
+    for none."""
+    if value == "-":
+        return value
+    return '"' + value.replace('"', "\\x22") + '"'

@@ -55,34 +55,45 @@ class PrefixedStream(trio.abc.Stream):
         await self.stream.aclose()
 
 
-async def open_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
+async def open_listeners(
+    host: str | None, port: int, *, reuse_port: bool = False
+) -> list[trio.SocketListener]:
     """trio listeners on every address of ``host``, all on one port (see
     :func:`bind_listeners`)."""
     return [
         trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        for sock in await bind_listeners(host, port)
+        for sock in await bind_listeners(host, port, reuse_port=reuse_port)
     ]
 
 
-async def bind_listeners(host: str | None, port: int) -> list[socket.socket]:
+async def bind_listeners(
+    host: str | None, port: int, *, reuse_port: bool = False, listen: bool = True
+) -> list[socket.socket]:
     """Non-blocking listening sockets on every address of ``host`` (``None``: all
     interfaces), all on one port even when ``port`` is 0, where each address family
-    would otherwise get a free port of its own."""
+    would otherwise get a free port of its own.
+
+    ``reuse_port`` sets SO_REUSEPORT, so that several processes (of the same user) each
+    listen on the port and the kernel spreads connections over them; ``listen=False``
+    only binds, which reserves the port for such processes without taking connections.
+    """
     for _ in range(5):
-        socks = await _bind_all(host, port)
+        socks = await _bind_all(host, port, reuse_port=reuse_port, listen=listen)
         if port != 0 or len({sock.getsockname()[1] for sock in socks}) == 1:
             return socks
         chosen = socks[0].getsockname()[1]
         for sock in socks:
             sock.close()
         try:
-            return await _bind_all(host, chosen)
+            return await _bind_all(host, chosen, reuse_port=reuse_port, listen=listen)
         except OSError:
             continue  # taken in between by someone else: pick again
     raise OSError("could not find one free port for every address family")
 
 
-async def _bind_all(host: str | None, port: int) -> list[socket.socket]:
+async def _bind_all(
+    host: str | None, port: int, *, reuse_port: bool, listen: bool
+) -> list[socket.socket]:
     infos = await trio.socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
@@ -99,10 +110,13 @@ async def _bind_all(host: str | None, port: int) -> list[socket.socket]:
                 continue
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
-            sock.listen(BACKLOG)
+            if listen:
+                sock.listen(BACKLOG)
             sock.setblocking(False)
     except BaseException:
         for sock in socks:

@@ -15,7 +15,7 @@ from wscompat.errors import HandshakeRejected
 from wscompat.protocol.handshake.location import split_host
 from wscompat.protocol.http import Request
 
-__all__ = ["PLAIN_HTTP", "detect", "version_header"]
+__all__ = ["PLAIN_HTTP", "detect", "mentions_websocket", "version_header"]
 
 PLAIN_HTTP = None
 """What :func:`detect` returns for a request that is not a WebSocket upgrade at all."""
@@ -44,7 +44,8 @@ def _is_upgrade(request: Request) -> bool:
     return "websocket" in request.headers.tokens("Upgrade")
 
 
-def _mentions_websocket(request: Request) -> bool:
+def mentions_websocket(request: Request) -> bool:
+    """Whether a request says anything of WebSocket: then it is judged as an upgrade."""
     return any(name.lower().startswith(("sec-websocket-", "websocket-")) for name, _ in
                request.headers) or _is_upgrade(request)
 
@@ -53,7 +54,7 @@ def detect(request: Request, enabled: frozenset[Draft]) -> Draft | None:
     """The draft of an upgrade request, None for a plain page request; else reject."""
     if request.method != "GET":
         raise HandshakeRejected(405, f"method {request.method} not allowed", (("Allow", "GET"),))
-    if not _mentions_websocket(request):
+    if not mentions_websocket(request):
         return PLAIN_HTTP
     if request.http_version != "1.1":
         raise _reject(400, "WebSocket needs HTTP/1.1", enabled)

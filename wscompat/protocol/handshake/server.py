@@ -11,6 +11,8 @@ machine moves through phases and says what to write with :meth:`data_to_send`.
 ``KEY3``    hixie-76 only: waiting for the 8 bytes after the head. In proxy mode the
             101 head is already written, because HTTP proxies hold key3 back until
             they have seen the server's answer
+``PLAIN``   a plain ``GET`` or ``HEAD`` (no upgrade) for one of ``plain_paths``: the I/O
+            layer answers it with :meth:`respond` (health checks, metrics)
 ``OPEN``    the handshake succeeded: :attr:`accepted` says how, and its ``leftover``
             bytes belong to the framer
 ``CLOSE``   write what :meth:`data_to_send` returns, then close the connection
@@ -30,10 +32,10 @@ from wscompat.drafts import ALL_DRAFTS, Draft
 from wscompat.errors import HandshakeRejected
 from wscompat.protocol.extensions import CompressionSettings, negotiate
 from wscompat.protocol.handshake import hixie75, hixie76, hybi
-from wscompat.protocol.handshake.detect import detect, version_header
+from wscompat.protocol.handshake.detect import detect, mentions_websocket, version_header
 from wscompat.protocol.handshake.location import location, origin_echo, printable
 from wscompat.protocol.handshake.origin import check_origin
-from wscompat.protocol.http import HeadParser, Request, error_response
+from wscompat.protocol.http import HeadParser, Request, error_response, response
 from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
 from wscompat.protocol.sniff import Kind, sniff
 
@@ -45,6 +47,7 @@ class Phase(enum.Enum):
     HEAD = "head"
     DECIDE = "decide"
     KEY3 = "key3"
+    PLAIN = "plain"
     OPEN = "open"
     CLOSE = "close"
     TLS = "tls"
@@ -72,6 +75,9 @@ class HandshakeSettings:
     policy: str = DEFAULT_POLICY
     compression: CompressionSettings | None = None
     """Compression extensions to negotiate on hybi drafts; None negotiates none."""
+    plain_paths: frozenset[str] = frozenset()
+    """Paths (without query) whose plain GET and HEAD requests the I/O layer answers
+    itself (phase PLAIN), such as a health check; every other plain request gets 426."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,14 @@ class ServerHandshake:
 
     def _on_head(self, request: Request) -> None:
         drafts = self.settings.drafts
+        if (
+            self.settings.plain_paths
+            and request.method in ("GET", "HEAD")
+            and request.target.partition("?")[0] in self.settings.plain_paths
+            and not mentions_websocket(request)
+        ):
+            self.phase = Phase.PLAIN
+            return
         draft = detect(request, drafts)
         if draft is None:
             page = error_response(
@@ -214,6 +228,23 @@ class ServerHandshake:
             value = hixie76.requested_subprotocol(self.request)
             return [] if value is None else [value]
         return hybi.offered_subprotocols(self.request)
+
+    def respond(
+        self, status: int, body: bytes, content_type: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Answer a request of phase PLAIN, then close; a HEAD gets the head alone."""
+        if self.phase is not Phase.PLAIN or self.request is None:
+            raise RuntimeError(f"respond() in phase {self.phase.value}")
+        head = response(status, (
+            *headers,
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+        ))
+        self._out.append(head if self.request.method == "HEAD" else head + body)
+        self.phase = Phase.CLOSE
 
     def reject(
         self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()
