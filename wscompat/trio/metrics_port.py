@@ -9,6 +9,7 @@ with the same parser and limits as the WebSocket port's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -16,7 +17,7 @@ from wscompat.errors import HandshakeRejected
 from wscompat.metrics import CONTENT_TYPE, Metrics
 from wscompat.options import METRICS_PATH
 from wscompat.protocol.http import HeadParser, error_response, response
-from wscompat.trio.streams import fmt_remote, open_listeners, remote_of
+from wscompat.trio.streams import fmt_remote, open_listeners, remote_of, serve_side_port
 
 __all__ = ["METRICS_TIMEOUT", "serve_metrics"]
 
@@ -31,7 +32,7 @@ async def serve_metrics(
     port: int,
     metrics: Metrics,
     *,
-    sync: object = None,
+    sync: Callable[[], None] | None = None,
     reuse_port: bool = False,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -41,42 +42,34 @@ async def serve_metrics(
 
     async def handle(stream: trio.SocketStream) -> None:
         parser = HeadParser()
-        try:
-            with trio.move_on_after(METRICS_TIMEOUT):
-                request = None
-                try:
-                    while request is None:
-                        chunk = await stream.receive_some(4096)
-                        if not chunk:
-                            return
-                        request = parser.feed(chunk)
-                except HandshakeRejected as exc:
-                    await stream.send_all(error_response(exc.status, exc.reason))
-                    return
-                if request.method not in ("GET", "HEAD"):
-                    answer = error_response(405, "GET only", (("Allow", "GET, HEAD"),))
-                elif request.target.partition("?")[0] != METRICS_PATH:
-                    answer = error_response(404, f"metrics are at {METRICS_PATH}")
-                else:
-                    if callable(sync):
-                        sync()
-                    body = metrics.exposition()
-                    head = response(200, (
-                        ("Content-Type", CONTENT_TYPE),
-                        ("Content-Length", str(len(body))),
-                        ("Cache-Control", "no-store"),
-                        ("Connection", "close"),
-                    ))
-                    answer = head if request.method == "HEAD" else head + body
-                await stream.send_all(answer)
-                logger.debug("%s metrics port: %s answered", fmt_remote(remote_of(stream)),
-                             answer[:12].decode("latin-1"))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
+        with trio.move_on_after(METRICS_TIMEOUT):
+            request = None
+            try:
+                while request is None:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        return
+                    request = parser.feed(chunk)
+            except HandshakeRejected as exc:
+                await stream.send_all(error_response(exc.status, exc.reason))
+                return
+            if request.method not in ("GET", "HEAD"):
+                answer = error_response(405, "GET only", (("Allow", "GET, HEAD"),))
+            elif request.target.partition("?")[0] != METRICS_PATH:
+                answer = error_response(404, f"metrics are at {METRICS_PATH}")
+            else:
+                if sync is not None:
+                    sync()
+                body = metrics.exposition()
+                head = response(200, (
+                    ("Content-Type", CONTENT_TYPE),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store"),
+                    ("Connection", "close"),
+                ))
+                answer = head if request.method == "HEAD" else head + body
+            await stream.send_all(answer)
+            logger.debug("%s metrics port: %s answered", fmt_remote(remote_of(stream)),
+                         answer[:12].decode("latin-1"))
 
-    for listener in listeners:
-        address = listener.socket.getsockname()
-        logger.info("metrics on %s port %s", address[0], address[1])
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    await serve_side_port(handle, listeners, "metrics", task_status)

@@ -13,7 +13,7 @@ import trio
 from wscompat.metrics import Metrics
 from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
 from wscompat.protocol.sniff import Kind, sniff
-from wscompat.trio.streams import fmt_remote, open_listeners, remote_of
+from wscompat.trio.streams import fmt_remote, open_listeners, remote_of, serve_side_port
 
 __all__ = ["POLICY_TIMEOUT", "serve_policy"]
 
@@ -40,29 +40,21 @@ async def serve_policy(
     async def handle(stream: trio.SocketStream) -> None:
         data = b""
         remote = fmt_remote(remote_of(stream))
-        try:
-            with trio.move_on_after(POLICY_TIMEOUT) as deadline:
-                while sniff(data) is Kind.NEED_MORE:
-                    chunk = await stream.receive_some(64)
-                    if not chunk:
-                        logger.info("%s policy port: closed before a request", remote)
-                        return
-                    data += chunk
-                if sniff(data) is Kind.POLICY:
-                    await stream.send_all(answer)
-                    logger.info("%s policy file sent", remote)
-                    if metrics is not None:
-                        metrics.policy.labels("policy").inc()
-                else:
-                    logger.info("%s policy port: not a policy request, closed", remote)
-            if deadline.cancelled_caught:
-                logger.info("%s policy port: no request in %gs", remote, POLICY_TIMEOUT)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
+        with trio.move_on_after(POLICY_TIMEOUT) as deadline:
+            while sniff(data) is Kind.NEED_MORE:
+                chunk = await stream.receive_some(64)
+                if not chunk:
+                    logger.info("%s policy port: closed before a request", remote)
+                    return
+                data += chunk
+            if sniff(data) is Kind.POLICY:
+                await stream.send_all(answer)
+                logger.info("%s policy file sent", remote)
+                if metrics is not None:
+                    metrics.policy.labels("policy").inc()
+            else:
+                logger.info("%s policy port: not a policy request, closed", remote)
+        if deadline.cancelled_caught:
+            logger.info("%s policy port: no request in %gs", remote, POLICY_TIMEOUT)
 
-    for listener in listeners:
-        address = listener.socket.getsockname()
-        logger.info("policy file on %s port %s", address[0], address[1])
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    await serve_side_port(handle, listeners, "policy file", task_status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -53,6 +53,30 @@ class PrefixedStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+async def serve_side_port(
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    listeners: list[trio.SocketListener],
+    what: str,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve a small port beside the WebSocket one (the policy file, the metrics): each
+    connection is handled, then closed whatever happened; a peer that breaks the
+    connection is no error. Logs where it listens as "``what`` on HOST port PORT"."""
+
+    async def guarded(stream: trio.SocketStream) -> None:
+        try:
+            await handle(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    for listener in listeners:
+        address = listener.socket.getsockname()
+        logger.info("%s on %s port %s", what, address[0], address[1])
+    await trio.serve_listeners(guarded, listeners, task_status=task_status)
 
 
 async def open_listeners(
