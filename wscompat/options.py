@@ -78,8 +78,9 @@ class ServerOptions:
     """Header fields in a request (431 above)."""
     handshake_timeout: float = 10.0
     """Seconds from accept to a completed handshake, hixie-76 key3 included."""
-    max_message_size: int | None = 2**20
-    """Bytes in one received message (1009 above; hixie: bytes before the end byte)."""
+    max_message_size: int | None = 2**19
+    """Bytes in one received message (1009 above; hixie: bytes before the end byte).
+    512 KiB, so that one connection holds at most about 3 MiB (docs/limits.md)."""
     max_frame_size: int | None = None
     """Bytes in one received hybi frame (1009 above); None: only the message limit."""
     max_queue: int = 16
@@ -88,10 +89,11 @@ class ServerOptions:
     """Bytes of received messages held for the application before reading pauses."""
     close_timeout: float = 5.0
     """Seconds to wait for the peer's side of the closing handshake."""
-    read_size: int = 262144
-    """Bytes asked of the socket per read."""
+    read_size: int = 131072
+    """Bytes asked of the socket per read (128 KiB)."""
     write_limit: int = 65536
-    """Bytes queued to send before ``send()`` waits for the peer to read (backpressure)."""
+    """Bytes queued to send before ``send()`` waits for the peer to read (backpressure);
+    while that many wait, the connection also stops reading from the peer."""
     max_connections: int | None = 10000
     """Connections served at once, handshakes included (503 above)."""
     idle_timeout: float | None = None

@@ -35,11 +35,15 @@ registration tables, the peer's own stream objects."""
 UNMASKED = b"\x00\x00\x00\x00"  # a zero mask: the payload goes out as it is, no copy
 
 
+PROMISED = 3 << 20
+"""docs/limits.md: with the default limits, one connection holds at most 3 MiB."""
+
+
 def bound(options: ServerOptions, *, text: bool) -> int:
-    """docs/limits.md: ``Q + 3M + 3R + W`` (binary), ``Q + 5M + 3R + W`` (text)."""
+    """docs/limits.md: ``Q + 3M + 3R + W`` (binary), ``Q + 4M + 3R + W`` (text)."""
     m = options.max_message_size
     assert m is not None
-    held = 5 * m if text else 3 * m
+    held = 4 * m if text else 3 * m
     return options.max_queue_bytes + held + 3 * options.read_size + options.write_limit
 
 
@@ -99,6 +103,8 @@ async def test_a_peer_that_never_reads_cannot_push_the_server_past_the_bound(
             await trio.sleep(0.05)
     assert sent >= 2, "the server never read a whole message"
     assert peak <= limit + SLACK, f"held {peak} bytes, bound {limit} (+{SLACK})"
+    assert limit <= PROMISED
+    assert peak <= PROMISED, f"held {peak} bytes, more than the 3 MiB promised"
     assert server.options == ServerOptions(), "measured with the default limits"
 
 

@@ -88,7 +88,7 @@ class IOSettings:
     max_queue: int = 16
     max_queue_bytes: int = 2**18
     close_timeout: float = 5.0
-    read_size: int = 262144
+    read_size: int = 131072
     write_limit: int = 65536
     log_payloads: bool = False
 
@@ -519,7 +519,7 @@ class Connection(RequestView):
             await self._flush(quiet=True)
             drained = True
             while not self.closed:
-                if self._queue_full() and not self._discard:
+                if (self._queue_full() and not self._discard) or self._backed_up():
                     await self._reader_parked.wait()
                     continue
                 if drained and transport.sync:
@@ -606,6 +606,18 @@ class Connection(RequestView):
         if queue and self._receivers.tasks:
             self._receivers.wake()
 
+    def _backed_up(self) -> bool:
+        """More than ``write_limit`` bytes wait for the peer to read: a send is held
+        back, and reading pauses too. A peer that sends without reading what comes
+        back would otherwise have the server read, and hold, its next message while the
+        last one's answer waits; with reading paused, one connection holds about one
+        message in each direction, whatever the peer does."""
+        waiting = len(self._out) + self._in_flight
+        head = self._head
+        if head is not None:
+            waiting += len(head)
+        return waiting > self._settings.write_limit
+
     def _queue_full(self) -> bool:
         queue = self._queue
         settings = self._settings
@@ -673,6 +685,8 @@ class Connection(RequestView):
             return
         finally:
             self.stats.bytes_out += written
+            if written and self._reader_parked.tasks:
+                self._reader_parked.wake()  # it may have paused on a backed-up write
 
     def _keep(self, chunks: list[bytes], written: int) -> None:
         """Queue what a write of ``chunks`` (made with nothing else queued) left: the
@@ -735,6 +749,8 @@ class Connection(RequestView):
             finally:
                 self._writing = False
                 self._writers.wake()
+                if self._reader_parked.tasks:
+                    self._reader_parked.wake()  # paused while this write was backed up
             self._write_now()
         if self._proto.eof_wanted and not self._eof_sent and not self._writing:
             # The draft's close is complete on our side: the server closes TCP first.

@@ -205,6 +205,10 @@ class HybiFramer(Framer):
                         payload = apply_mask(view[pos + head : end], mask)
                     else:
                         payload = bytes(view[pos + head : end])
+                if end == size and buf is self._buf:
+                    # A gathered frame, now copied out: freed before the text is
+                    # decoded, so a large message exists at most twice at once.
+                    buf.clear()
                 if first == 0x82:
                     events.append(Message(payload))
                     pos = end
