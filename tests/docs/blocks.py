@@ -19,8 +19,9 @@ Two kinds of mark live in the pages as HTML comments, which readers never see:
   output); ``<!-- text blocks not run: REASON -->`` anywhere in a page says it for every
   ``text`` block of the page (a page of recorded benchmark output). A ``text`` block
   without either mark fails.
-- A ``python`` block whose first line is ``# NAME.py`` is also a file of its page: the
-  page's command lines (``wscompat serve --app NAME:handler``, a systemd unit's
+- A ``python`` block whose first line is ``# NAME.py``, or a ``js`` block whose first
+  line is ``// NAME.js``, is also a file of its page: the page's command lines
+  (``wscompat serve --app NAME:handler``, ``node NAME.js``, a systemd unit's
   ``WorkingDirectory``) find it under that name in their working directory.
 """
 
@@ -40,7 +41,11 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 OPENING = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 BLOCK_MARK = re.compile(r"^\s*<!--\s*not run:\s*(?P<reason>\S.*?)\s*-->\s*$")
 PAGE_MARK = re.compile(r"<!--\s*text blocks not run:\s*(?P<reason>\S.*?)\s*-->")
-FILE_NAME = re.compile(r"^# (?P<name>[\w.-]+\.py)\b")
+FILE_NAMES = {
+    "python": re.compile(r"^# (?P<name>[\w.-]+\.py)\b"),
+    "js": re.compile(r"^// (?P<name>[\w.-]+\.js)\b"),
+}
+"""How a block of each kind says that it is a file, and its name."""
 LIST_ITEM = re.compile(r"^ *(?:[-*+]|\d+[.)]) +")
 
 
@@ -67,9 +72,11 @@ class Block:
 
     @property
     def file_name(self) -> str | None:
-        """The file this block is, for a ``python`` block that starts with ``# NAME.py``."""
-        match = FILE_NAME.match(self.code)
-        return match["name"] if match and self.kind == "python" else None
+        """The file this block is: a ``python`` block that starts with ``# NAME.py``, a
+        ``js`` block that starts with ``// NAME.js``."""
+        pattern = FILE_NAMES.get(self.kind)
+        match = pattern.match(self.code) if pattern is not None else None
+        return match["name"] if match else None
 
 
 def parse(page: str, text: str) -> tuple[list[Block], list[str]]:
@@ -165,7 +172,7 @@ def each(*kinds: str) -> pytest.MarkDecorator:
 
 
 def page_files(page: str) -> dict[str, str]:
-    """The files a page's blocks are (``# NAME.py``), by name."""
+    """The files a page's blocks are (``# NAME.py``, ``// NAME.js``), by name."""
     return {
         block.file_name: block.code
         for block in ALL

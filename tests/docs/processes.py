@@ -6,10 +6,20 @@ a file (so no pipe can fill up and stall it), and is killed when its test ends, 
 happened. A server is ready when its port accepts a TCP connection; it is then checked
 with a WebSocket echo, and stopped with the signal a reader (Ctrl-C) or an init system
 (SIGTERM) sends.
+
+A gateway (``wscompat proxy``) is checked through to its backend: a WebSocket backend
+must echo the message back (after a greeting or two of its own, as the gateway page's
+Node backend sends), a byte-stream backend (``tcp://``, ``unix:``) its bytes, carried
+in binary messages, or in base64 text to a hixie client, which has no binary.
+
+Node programs run with ``NODE_PATH`` at the packages of ``tests/peers/node``, which the
+test command installs there from its ``package.json``.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -17,7 +27,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +48,10 @@ ECHO_BOUND = 10.0
 MESSAGE = "from the docs"
 ORIGIN = "https://app.example"
 """The origin the echo checks send: the one the pages' origin examples allow."""
+GREETINGS = 3
+"""Messages a gateway's backend may send a client on its own before the echo."""
+NODE_PEERS = ROOT / "tests" / "peers" / "node"
+NODE_MODULES = NODE_PEERS / "node_modules"
 
 
 def free_port() -> int:
@@ -97,11 +111,15 @@ class Process:
 
 
 @asynccontextmanager
-async def started(argv: Sequence[str], cwd: Path, log: Path) -> AsyncIterator[Process]:
-    """Run ``argv`` in ``cwd``; killed on leaving the block if it is still running."""
+async def started(
+    argv: Sequence[str], cwd: Path, log: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Process]:
+    """Run ``argv`` in ``cwd`` (``env`` added to the environment); killed on leaving the
+    block if it is still running."""
     with log.open("wb") as output:
         popen = subprocess.Popen(
-            list(argv), cwd=cwd, env=environment(), stdin=subprocess.DEVNULL,
+            list(argv), cwd=cwd, env={**environment(), **(env or {})},
+            stdin=subprocess.DEVNULL,
             stdout=output, stderr=subprocess.STDOUT,
         )
     process = Process(argv, popen, log)
@@ -137,6 +155,63 @@ async def echo(
             return str(await ws.receive())
 
 
+async def relayed(
+    url: str, *, draft: Draft = Draft.RFC6455, ssl_context: ssl.SSLContext | None = None
+) -> list[str]:
+    """What a gateway at ``url`` passes on after one message, up to the message that
+    carries it back: a backend may greet its client first (up to ``GREETINGS`` times).
+    What came within ``ECHO_BOUND`` seconds, when the echo did not."""
+    replies: list[str] = []
+    with trio.move_on_after(ECHO_BOUND):
+        async with connect(url, draft=draft, origin=ORIGIN, ssl_context=ssl_context) as ws:
+            await ws.send(MESSAGE)
+            while len(replies) <= GREETINGS and not (replies and MESSAGE in replies[-1]):
+                replies.append(str(await ws.receive()))
+    return replies
+
+
+async def streamed(
+    url: str, *, draft: Draft = Draft.RFC6455, ssl_context: ssl.SSLContext | None = None
+) -> bytes:
+    """What a gateway at ``url`` gives back from a byte-stream backend for the bytes of
+    ``MESSAGE``: sent and received in binary messages, or by a hixie client (which has
+    no binary) as base64 text with the ``base64`` subprotocol, as websockify's clients
+    do. The stream's chunks are gathered until they are as long as what was sent, or
+    for ``ECHO_BOUND`` seconds."""
+    sent = MESSAGE.encode()
+    hixie = draft in (Draft.HIXIE75, Draft.HIXIE76)
+    received = b""
+    with trio.move_on_after(ECHO_BOUND):
+        async with connect(url, draft=draft, origin=ORIGIN, ssl_context=ssl_context,
+                           subprotocols=("base64",) if hixie else ()) as ws:
+            await ws.send(base64.b64encode(sent).decode() if hixie else sent)
+            while len(received) < len(sent):
+                message = await ws.receive()
+                if hixie:
+                    assert isinstance(message, str), f"binary to a hixie client: {message!r}"
+                    received += base64.b64decode(message, validate=True)
+                else:
+                    assert isinstance(message, bytes), f"text for a stream's bytes: {message!r}"
+                    received += message
+    return received
+
+
+def node_executable() -> str:
+    """The ``node`` command, after checking that the packages its programs may require
+    are installed (``npm install`` in tests/peers/node, as the test command runs it)."""
+    found = shutil.which("node")
+    assert found is not None, "no node command on PATH: install Node.js"
+    missing = [name for name in node_dependencies() if not (NODE_MODULES / name).is_dir()]
+    assert not missing, f"{missing} not installed: run npm install in {NODE_PEERS}"
+    return found
+
+
+def node_dependencies() -> set[str]:
+    """The packages tests/peers/node/package.json installs."""
+    package = json.loads((NODE_PEERS / "package.json").read_text(encoding="utf-8"))
+    return set(package.get("dependencies", {}))
+
+
 @dataclass
 class Certificates:
     """A test CA, and the client context that trusts it."""
@@ -153,6 +228,10 @@ class Certificates:
             return
         certfile.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
         issued.private_key_pem.write_to_path(str(keyfile))
+
+    def write_ca(self, path: Path) -> None:
+        """The CA's certificate, as ``--upstream-cafile`` or ``SSL_CERT_FILE`` takes it."""
+        self.ca.cert_pem.write_to_path(str(path))
 
 
 def certificates() -> Certificates:

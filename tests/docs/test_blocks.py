@@ -14,7 +14,7 @@ import pytest
 
 from .blocks import ALL, PAGES, PROBLEMS, ROOT, parse
 
-CHECKERS = ("test_examples", "test_shell", "test_configs", "test_samples")
+CHECKERS = ("test_examples", "test_shell", "test_node", "test_configs", "test_samples")
 """The modules of this package that check blocks."""
 
 
@@ -117,3 +117,13 @@ def test_an_indented_code_block_is_a_problem() -> None:
 def test_a_python_block_can_be_a_file(first: str) -> None:
     blocks, _ = parse("page.md", f"```python\n{first}\nx = 1\n```\n")
     assert blocks[0].file_name == "chat.py"
+
+
+@pytest.mark.parametrize(("info", "first", "name"), [
+    ("js", "// server.js", "server.js"),
+    ("js", "# server.js", None),
+    ("python", "// server.js", None),
+])
+def test_a_file_is_named_in_its_language(info: str, first: str, name: str | None) -> None:
+    blocks, _ = parse("page.md", f"```{info}\n{first}\nx = 1\n```\n")
+    assert blocks[0].file_name == name

@@ -10,8 +10,10 @@ to ``trio.run``.
   a free port in place of the one shown, must answer a WebSocket echo on RFC 6455 and
   hixie-76, and must then exit with status 0 and no traceback on SIGINT (Ctrl-C).
 - A block that runs another server (``trio.run(wscompat.serve, ...)``, or a websockets
-  server in the comparisons) is checked the same way (websockets only on RFC 6455), and
-  must end within a bound on SIGINT; how it ends is Python's (``KeyboardInterrupt``).
+  server's ``serve_forever()`` in the comparisons) is checked the same way (websockets
+  only on RFC 6455), and must end within a bound on SIGINT; how it ends is Python's
+  (``KeyboardInterrupt``). A script that runs such a server in a thread of its own and
+  talks to it is a script like any other.
 - Any other block must exit 0 within a bound. The ports it names (8080, 8765, 9002) are
   replaced by the port of a wscompat echo server that runs for it, so a client example
   has a server to talk to.
@@ -46,7 +48,8 @@ SCRIPT_BOUND = 20.0
 def role(code: str) -> str:
     if "wscompat.run(" in code:
         return "run"
-    if "serve_forever" in code or re.search(r"trio\.run\((partial\()?wscompat\.serve\b", code):
+    # serve_forever() called, not a thread's target: the script itself serves.
+    if "serve_forever()" in code or re.search(r"trio\.run\((partial\()?wscompat\.serve\b", code):
         return "server"
     return "script"
 

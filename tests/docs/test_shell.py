@@ -19,12 +19,31 @@ fails, so a new kind of command needs a rule here before it can be documented.
   gives it must appear in its ``--help``, which must exit 0; a shell script takes no
   flags the page could show. ``python -m pytest PATH`` is not run either (it is the
   test command's last step); its paths must exist.
-- ``wscompat serve ...`` runs in a temporary directory holding the page's ``# NAME.py``
-  files, on a free port in place of the one shown (``--port`` is added where the page
-  relies on the default 8080; ``--policy-port`` and ``--metrics-port`` are moved too). Certificate and key files
-  it names are made for it by a test CA. It must listen, answer a WebSocket echo (over
-  ``wss://`` with ``--certfile``, and over ``ws://`` unless ``--require-tls``), and exit
-  0 without a traceback on SIGINT, as a reader's Ctrl-C stops it.
+- ``npm install NAME...`` is not run either; every NAME must be a dependency in
+  tests/peers/node/package.json, which the test command installs.
+- ``wscompat serve ...`` runs in a temporary directory holding the page's files (``#
+  NAME.py``, ``// NAME.js``), on a free port in place of the one shown (``--port`` is
+  added where the page relies on the default 8080; ``--policy-port`` and
+  ``--metrics-port`` are moved too). Certificate and key files it names are made for it
+  by a test CA. It must listen, answer a WebSocket echo (over ``wss://`` with
+  ``--certfile``, and over ``ws://`` unless ``--require-tls``), and exit 0 without a
+  traceback on SIGINT, as a reader's Ctrl-C stops it.
+- ``wscompat proxy ...`` is started and stopped the same way, and its backends are
+  real: an ``--upstream`` or ``--route`` URL naming a server an earlier command of the
+  block started (``ws://127.0.0.1:9000/`` after ``node server.js &``) goes to it, on
+  the port it was moved to; any other gets a backend the checker starts on a free port
+  or a Unix socket (see ``backends.py``): a ``wscompat serve`` echo server for ``ws://``,
+  ``wss://`` (its certificate from the test CA, which the gateway trusts through
+  ``--upstream-cafile`` or, without it, as the system's CAs) and ``ws+unix:``, a byte
+  echo for ``tcp://`` and ``unix:``. Through each route's prefix (``/`` for
+  ``--upstream``), an RFC 6455 client and a hixie-76 client (those of them that
+  ``--drafts`` admits) must get their message echoed by the backend: as text from a
+  WebSocket backend, as binary or base64 text from a stream.
+- ``node NAME.js`` runs a file of the page (a ``js`` block starting ``// NAME.js``)
+  with ``NODE_PATH`` at tests/peers/node's packages and ``PORT`` set to a free port: the
+  port the page shows is the file's default, ``process.env.PORT || NNNN``, and later
+  commands' URLs with ``:NNNN`` are moved with it. It must listen on that port, run
+  until the block ends, and end on SIGINT.
 - Any other ``wscompat`` command runs in that directory, with the ports of servers the
   block started replaced the same way, and must exit 0.
 """
@@ -34,6 +53,7 @@ from __future__ import annotations
 import re
 import shlex
 import signal
+import ssl
 import sys
 import tomllib
 from contextlib import AsyncExitStack
@@ -43,9 +63,16 @@ from pathlib import Path
 import pytest
 import trio
 
-from .blocks import ROOT, Block, each, write_page_files
+from wscompat import Draft, HandshakeRejected
+from wscompat.drafts import parse_drafts
+from wscompat.gateway.routes import parse_upstream
+
+from . import backends
+from .blocks import ROOT, Block, each, page_files, write_page_files
 from .processes import (
     MESSAGE,
+    NODE_MODULES,
+    NODE_PEERS,
     Certificates,
     Process,
     certificates,
@@ -53,7 +80,11 @@ from .processes import (
     environment,
     free_port,
     listening,
+    node_dependencies,
+    node_executable,
+    relayed,
     started,
+    streamed,
     wscompat_executable,
 )
 
@@ -65,6 +96,10 @@ HELP_BOUND = 30.0
 DEFAULT_PORT = 8080
 """The port ``wscompat serve`` listens on without ``--port``."""
 OPERATORS = re.compile(r"^[|&;<>()]+$|^\d?>")
+VALUED = frozenset({"--port", "--policy-port", "--metrics-port", "--certfile", "--keyfile",
+                    "--upstream-cafile", "--upstream", "--route", "--drafts"})
+"""The options of ``serve`` and ``proxy`` whose values the checker moves or reads."""
+NODE_PORT = re.compile(r"process\.env\.PORT\s*\|\|\s*(\d+)")
 
 
 def commands(code: str) -> list[tuple[list[str], bool]]:
@@ -132,6 +167,17 @@ def check_apt(args: list[str]) -> None:
     assert wanted <= apt_packages(), f"tests/run.sh does not install {wanted - apt_packages()}"
 
 
+def check_npm(args: list[str]) -> None:
+    assert args[:1] == ["install"], f"no rule for npm {args}"
+    options = [arg for arg in args[1:] if arg.startswith("-")]
+    assert not options, f"no rule for the npm options {options}"
+    names = {re.sub(r"(?<=.)@.*", "", arg) for arg in args[1:]}
+    assert names, "npm install names nothing"
+    installed = node_dependencies()
+    assert names <= installed, (
+        f"{NODE_PEERS / 'package.json'} has no dependency {sorted(names - installed)}")
+
+
 async def check_script(interpreter: str, script: str, args: list[str]) -> None:
     """A repository script (``tests/run.sh``) or module (``-m tests.conformance.report``)."""
     module = script.startswith("-m ")
@@ -159,6 +205,21 @@ def check_pytest(args: list[str]) -> None:
 
 
 @dataclass
+class Plan:
+    """A ``serve`` or ``proxy`` command as the checker runs it, and what it checks."""
+
+    argv: list[str]
+    shown: int = DEFAULT_PORT
+    """The port the page shows (the default 8080 when it shows none)."""
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    cafile: Path | None = None
+    drafts: str | None = None
+    routes: list[tuple[str, str]] = field(default_factory=list)
+    """The gateway's backends, each with the path that reaches it and its URL."""
+
+
+@dataclass
 class Session:
     """What one block's commands share: a directory, a port map, servers, certificates."""
 
@@ -166,8 +227,14 @@ class Session:
     directory: Path
     stack: AsyncExitStack
     ports: dict[int, int] = field(default_factory=dict)
-    servers: list[Process] = field(default_factory=list)
+    listening: set[int] = field(default_factory=set)
+    """The shown ports the block's servers listen on (moved to ``ports[shown]``)."""
+    servers: list[tuple[Process, bool]] = field(default_factory=list)
+    """The servers started in the background, each with whether it must exit 0."""
+    backends: dict[tuple[str, str, int, str], int | Path] = field(default_factory=dict)
+    """The backends started for the gateway's URLs, by kind, host, port, socket path."""
     certs: Certificates | None = None
+    tasks: trio.Nursery | None = None
     count: int = 0
 
     def port(self, shown: int) -> int:
@@ -177,60 +244,179 @@ class Session:
         self.count += 1
         return self.directory / f".command-{self.count}.log"
 
+    def file(self, value: str) -> Path:
+        assert not Path(value).is_absolute(), f"{value}: no rule for an absolute path"
+        return self.directory / value
+
+    def certificates(self) -> Certificates:
+        self.certs = self.certs or certificates()
+        return self.certs
+
+    async def nursery(self) -> trio.Nursery:
+        """Where the backends that are trio tasks run, until the block ends."""
+        if self.tasks is None:
+            self.tasks = await self.stack.enter_async_context(trio.open_nursery())
+            self.stack.callback(self.tasks.cancel_scope.cancel)
+        return self.tasks
+
     def moved(self, arg: str) -> str:
         """``arg`` with the URLs' ports of the servers started so far replaced."""
         for shown, port in self.ports.items():
             arg = re.sub(rf"(?<=:){shown}(?!\d)", str(port), arg)
         return arg
 
-    async def serve(self, args: list[str], background: bool) -> None:
-        argv = [wscompat_executable(), "serve"]
-        port: int | None = None
-        values = iter(args)
-        certfile: Path | None = None
-        keyfile: Path | None = None
-        for arg in values:
-            name, _, inline = arg.partition("=")
-            takes_value = name in {"--port", "--policy-port", "--metrics-port", "--certfile",
-                                   "--keyfile"}
-            value = (inline or next(values)) if takes_value else ""
-            if name == "--port":
-                port = self.port(int(value))
-                value = str(port)
-            elif name in {"--policy-port", "--metrics-port"}:
-                value = str(self.port(int(value)))
-            elif name in {"--certfile", "--keyfile"}:
-                path = self.directory / value
-                assert not Path(value).is_absolute(), f"{value}: no rule for an absolute path"
-                if name == "--certfile":
-                    certfile = path
-                else:
-                    keyfile = path
-            argv += [name, value] if takes_value else [arg]
-        if port is None:  # the page relies on the default port
-            port = self.port(DEFAULT_PORT)
-            argv += ["--port", str(port)]
-        if certfile is not None:
-            self.certs = self.certs or certificates()
-            self.certs.write(certfile, keyfile)
-        server = await self.stack.enter_async_context(started(argv, self.directory, self.log()))
+    async def serve(self, command: str, args: list[str], background: bool) -> None:
+        """``wscompat serve`` or ``wscompat proxy``: started, checked, and stopped."""
+        plan = await self.plan(command, args)
+        port = self.ports[plan.shown]
+        if plan.certfile is not None:
+            self.certificates().write(plan.certfile, plan.keyfile)
+        env: dict[str, str] = {}
+        if plan.cafile is not None:
+            self.certificates().write_ca(plan.cafile)
+        elif any(url.startswith("wss:") for _, url in plan.routes):
+            # Without --upstream-cafile the gateway trusts the system's CAs: the test CA.
+            env["SSL_CERT_FILE"] = str(self.directory / ".test-ca.pem")
+            self.certificates().write_ca(Path(env["SSL_CERT_FILE"]))
+        server = await self.stack.enter_async_context(
+            started(plan.argv, self.directory, self.log(), env))
         await listening(server, port)
-        if certfile is not None:
-            assert self.certs is not None
-            reply = await echo(f"wss://127.0.0.1:{port}/", ssl_context=self.certs.client)
-            assert MESSAGE in reply, reply
-        if "--require-tls" not in args:
-            reply = await echo(f"ws://127.0.0.1:{port}/")
-            assert MESSAGE in reply, reply
+        self.listening.add(plan.shown)
+        schemes = (["wss"] if plan.certfile is not None else []) + (
+            [] if "--require-tls" in args else ["ws"])
+        for scheme in schemes:
+            context = self.certificates().client if scheme == "wss" else None
+            if command == "serve":
+                reply = await echo(f"{scheme}://127.0.0.1:{port}/", ssl_context=context)
+                assert MESSAGE in reply, reply
+            for path, url in plan.routes:
+                await self.through(f"{scheme}://127.0.0.1:{port}{path}", url, plan.drafts,
+                                   context)
         if background:
-            self.servers.append(server)
+            self.servers.append((server, True))
         else:
             await self.interrupt(server)
 
-    async def interrupt(self, server: Process) -> None:
+    async def plan(self, command: str, args: list[str]) -> Plan:
+        """The command line with its ports moved and its backends started."""
+        plan = Plan([wscompat_executable(), command])
+        values = iter(args)
+        for arg in values:
+            name, equals, inline = arg.partition("=")
+            if name not in VALUED:
+                plan.argv.append(arg)
+                continue
+            value = inline if equals else next(values, None)
+            assert value is not None, f"{name} without a value"
+            if name == "--port":
+                plan.shown = int(value)
+                value = str(self.port(plan.shown))
+            elif name in {"--policy-port", "--metrics-port"}:
+                value = str(self.port(int(value)))
+            elif name == "--certfile":
+                plan.certfile = self.file(value)
+            elif name == "--keyfile":
+                plan.keyfile = self.file(value)
+            elif name == "--upstream-cafile":
+                plan.cafile = self.file(value)
+            elif name == "--drafts":
+                plan.drafts = value
+            elif name == "--upstream":
+                value = await self.backend(value)
+                plan.routes.append(("/", value))
+            elif name == "--route":
+                prefix, separator, url = value.partition("=")
+                assert separator, f"--route {value}: not PREFIX=URL"
+                url = await self.backend(url)
+                plan.routes.append((prefix, url))
+                value = f"{prefix}={url}"
+            plan.argv += [name, value]
+        if "--port" not in plan.argv:  # the page relies on the default port
+            plan.argv += ["--port", str(self.port(plan.shown))]
+        return plan
+
+    async def backend(self, url: str) -> str:
+        """``url``, a gateway's backend, aimed at a server the block started or at one
+        started for it here."""
+        upstream = parse_upstream(url)
+        if upstream.host in backends.LOCAL_HOSTS and upstream.port in self.listening:
+            return backends.located(upstream, self.ports[upstream.port])
+        key = (upstream.kind, upstream.host, upstream.port, upstream.socket_path)
+        if key not in self.backends:
+            number = len(self.backends) + 1
+            socket = self.directory / f"backend-{number}.sock"
+            if upstream.kind == "tcp":
+                self.backends[key] = await backends.tcp_echo(await self.nursery())
+            elif upstream.kind == "unix":
+                await backends.unix_server(await self.nursery(), socket, None)
+                self.backends[key] = socket
+            else:
+                port = await self.echo_server(number, secure=upstream.kind == "wss")
+                self.backends[key] = port
+                if upstream.kind == "ws+unix":
+                    await backends.unix_server(await self.nursery(), socket, port)
+                    self.backends[key] = socket
+        return backends.located(upstream, self.backends[key])
+
+    async def echo_server(self, number: int, *, secure: bool) -> int:
+        """A ``wscompat serve`` echo server on a free port, over TLS if ``secure``."""
+        port = free_port()
+        argv = [wscompat_executable(), "serve", "--port", str(port)]
+        if secure:
+            certfile = self.directory / f"backend-{number}.pem"
+            self.certificates().write(certfile, None)
+            argv += ["--certfile", str(certfile)]
+        server = await self.stack.enter_async_context(
+            started(argv, self.directory, self.log()))
+        await listening(server, port)
+        return port
+
+    async def through(
+        self, url: str, upstream: str, drafts: str | None, context: ssl.SSLContext | None
+    ) -> None:
+        """A WebSocket echo through the gateway at ``url`` to its ``upstream``."""
+        accepted = parse_drafts(drafts) if drafts else frozenset(Draft)
+        checked = [d for d in (Draft.RFC6455, Draft.HIXIE76) if d in accepted]
+        for draft in checked or sorted(accepted, key=list(Draft).index)[:1]:
+            where = f"{self.block.where}: {url} ({draft.value}) to {upstream}: no echo"
+            if parse_upstream(upstream).stream:
+                data = await streamed(url, draft=draft, ssl_context=context)
+                assert data == MESSAGE.encode(), f"{where}, but {data!r}"
+            else:
+                replies = await relayed(url, draft=draft, ssl_context=context)
+                assert replies and MESSAGE in replies[-1], f"{where}, but {replies}"
+
+    async def node(self, args: list[str], background: bool) -> None:
+        """``node NAME.js``: a file of the page, on a free port given as ``PORT``."""
+        assert len(args) == 1, f"no rule for node {shlex.join(args)}: only node NAME.js"
+        name = args[0]
+        code = page_files(self.block.page).get(name)
+        assert code is not None, (
+            f"{name} is not a file of {self.block.page}: show it in a js block whose first "
+            f"line is // {name}")
+        default = NODE_PORT.search(code)
+        assert default is not None, f"{name} does not listen on process.env.PORT || NNNN"
+        shown = int(default[1])
+        port = self.port(shown)
+        env = {"NODE_PATH": str(NODE_MODULES), "PORT": str(port)}
+        server = await self.stack.enter_async_context(
+            started([node_executable(), name], self.directory, self.log(), env))
+        await listening(server, port)
+        self.listening.add(shown)
+        if background:
+            self.servers.append((server, False))
+        else:
+            await self.interrupt(server, clean=False)
+
+    async def interrupt(self, server: Process, *, clean: bool = True) -> None:
+        """Ctrl-C: a wscompat server exits 0 without a traceback (``clean``); any other
+        program must end, as Node does, by the signal."""
+        assert server.popen.poll() is None, f"{self.block.where}: ended early: {server.describe()}"
         status = await server.stop(signal.SIGINT)
-        assert status == 0, f"{self.block.where}: {server.describe()}"
-        assert "Traceback" not in server.output(), server.describe()
+        allowed = {0} if clean else {0, -signal.SIGINT}
+        assert status in allowed, f"{self.block.where}: {server.describe()}"
+        if clean:
+            assert "Traceback" not in server.output(), server.describe()
 
     async def run(self, args: list[str]) -> None:
         argv = [wscompat_executable(), *(self.moved(arg) for arg in args)]
@@ -250,6 +436,8 @@ class Session:
             check_pip(args[1:])
         elif name in {"apt-get", "apt"}:
             check_apt(args)
+        elif name == "npm":
+            check_npm(args)
         elif name == "pytest":
             check_pytest(args)
         elif module:
@@ -257,8 +445,10 @@ class Session:
         elif python or name in {"bash", "sh"}:
             assert args, f"no rule for {name} without a script"
             await check_script(name, args[0], args[1:])
-        elif name == "wscompat" and args[:1] == ["serve"]:
-            await self.serve(args[1:], background)
+        elif name == "node":
+            await self.node(args, background)
+        elif name == "wscompat" and args[:1] in (["serve"], ["proxy"]):
+            await self.serve(args[0], args[1:], background)
         elif name == "wscompat":
             await self.run(args)
         else:
@@ -274,8 +464,9 @@ async def test_the_commands_work(block: Block, tmp_path: Path) -> None:
         session = Session(block, tmp_path, stack)
         for argv, background in found:
             await session.command(argv, background)
-        for server in session.servers:
-            await session.interrupt(server)
+        # The last started first: a gateway before the backend it is in front of.
+        for server, clean in reversed(session.servers):
+            await session.interrupt(server, clean=clean)
 
 
 def test_commands_are_split_as_a_shell_splits_them() -> None:
@@ -296,3 +487,50 @@ def test_pip_and_apt_lines_name_what_the_project_installs() -> None:
     check_apt(["install", "-y", "nginx-light", "systemd"])
     with pytest.raises(AssertionError, match="does not install"):
         check_apt(["install", "apache2"])
+
+
+def test_npm_lines_name_what_the_node_peers_install() -> None:
+    check_npm(["install", "ws"])
+    check_npm(["install", "ws@8"])
+    with pytest.raises(AssertionError, match="no dependency"):
+        check_npm(["install", "express"])
+    with pytest.raises(AssertionError, match="names nothing"):
+        check_npm(["install"])
+
+
+async def run_block(code: str, directory: Path) -> Session:
+    """The commands of ``code``, as a block of a page that has no files, run in full."""
+    block = Block("page.md", 1, "sh", code, None)
+    async with AsyncExitStack() as stack:
+        session = Session(block, directory, stack)
+        for argv, background in commands(code):
+            await session.command(argv, background)
+        for server, clean in reversed(session.servers):
+            await session.interrupt(server, clean=clean)
+    return session
+
+
+async def test_a_gateway_gets_a_backend_of_each_kind(tmp_path: Path) -> None:
+    session = await run_block(
+        "wscompat proxy --upstream wss://app.internal/ --upstream-cafile ca.pem \\\n"
+        "  --route /feed=ws+unix:/run/feed.sock:/live --route /vnc=unix:/run/vnc.sock &\n"
+        "wscompat proxy --port 8081 --drafts 76 --upstream wss://app.internal/\n",
+        tmp_path)
+    assert sorted(kind for kind, _, _, _ in session.backends) == ["unix", "ws+unix", "wss"]
+    assert session.listening == {8080, 8081}
+
+
+async def test_a_gateway_in_front_of_the_blocks_own_server_is_checked_through_it(
+    tmp_path: Path,
+) -> None:
+    # The backend refuses plain connections: the gateway passes its refusal on.
+    with pytest.raises(HandshakeRejected, match="403"):
+        await run_block(
+            "wscompat serve --port 9000 --certfile backend.pem --require-tls &\n"
+            "wscompat proxy --upstream ws://127.0.0.1:9000/\n",
+            tmp_path)
+
+
+async def test_node_runs_only_a_file_of_the_page(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="not a file of page"):
+        await run_block("node app.js &\n", tmp_path)

@@ -64,6 +64,8 @@ class UpgradeRequest(RequestView):
     draft: Draft
     remote: tuple[str, int] | None
     offered_subprotocols: tuple[str, ...]
+    secure: bool = False
+    """The request came over TLS (on a port that serves ws:// and wss:// alike)."""
 
 
 SelectSubprotocol = Callable[[UpgradeRequest, Sequence[str]], "str | None"]
@@ -370,7 +372,8 @@ class ServerConnection(_Open):
         hs = self.handshake
         if hs.request is None or hs.draft is None:
             raise RuntimeError("no request to decide on")
-        return UpgradeRequest(hs.request, hs.draft, remote, tuple(hs.offered_subprotocols))
+        return UpgradeRequest(hs.request, hs.draft, remote, tuple(hs.offered_subprotocols),
+                              self.secure)
 
     def choose_subprotocol(self, upgrade: UpgradeRequest) -> str | None:
         """The settings' choice: the callback's, else the first one in the client's list

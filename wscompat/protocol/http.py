@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import httptools
 
@@ -34,6 +35,17 @@ REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+def _phrase(status: int) -> str:
+    """The reason phrase of ``status``: the table's, else the standard one."""
+    phrase = REASONS.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+    return phrase
 
 
 class Headers:
@@ -334,7 +346,7 @@ def response(
     reason: str | None = None,
 ) -> bytes:
     """Serialize a response head (plus body) exactly as given: no headers are added."""
-    phrase = REASONS.get(status, "Unknown") if reason is None else reason
+    phrase = _phrase(status) if reason is None else reason
     lines = [f"HTTP/1.1 {status} {phrase}\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in headers]
     lines.append("\r\n")

@@ -22,7 +22,7 @@ from wscompat.protocol.http import Headers, Request
 from wscompat.trio.connection import Connection, IOSettings
 from wscompat.trio.transport import Transport
 
-__all__ = ["connect", "open_stream"]
+__all__ = ["connect", "open_connection", "open_stream"]
 
 
 def _split(url: str) -> tuple[str, int, str, bool]:
@@ -72,36 +72,18 @@ async def connect(
     answer is one the draft's clients would fail).
     """
     host, port, resource, secure = _split(url)
-    proto = ClientConnection(
-        ClientHandshake(
-            draft, host, resource, port=port, secure=secure, origin=origin,
-            subprotocols=subprotocols, extra_headers=extra_headers, extensions=extensions,
-        ),
-        ConnectionSettings(max_message_size=max_message_size),
+    handshake = ClientHandshake(
+        draft, host, resource, port=port, secure=secure, origin=origin,
+        subprotocols=subprotocols, extra_headers=extra_headers, extensions=extensions,
     )
     with trio.fail_after(open_timeout):
         transport = Transport(
             await open_stream(host, port, secure=secure, ssl_context=ssl_context)
         )
-        try:
-            request = proto.request()
-            await transport.send_all(request)
-            while proto.framer is None:
-                data = await transport.receive(65536)
-                if not data:
-                    proto.receive_eof()  # raises HandshakeRejected
-                proto.receive_data(data)
-        except BaseException:
-            await transport.aclose()
-            raise
-    result = proto.result
-    assert result is not None
-    sent = Request("GET", resource, "1.1", Headers(_request_headers(request)))
-    ws = Connection(
-        transport, proto, sent, subprotocol=result.subprotocol, remote=(host, port),
-        extensions=result.headers.joined("Sec-WebSocket-Extensions"),
-        settings=IOSettings(max_queue=max_queue, close_timeout=close_timeout),
-    )
+        ws = await open_connection(
+            transport, handshake, ConnectionSettings(max_message_size=max_message_size),
+            IOSettings(max_queue=max_queue, close_timeout=close_timeout), remote=(host, port),
+        )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws.run_reader)
         try:
@@ -111,6 +93,45 @@ async def connect(
                 await ws.close()
                 await ws.wait_reader(close_timeout)
             await transport.aclose()
+
+
+async def open_connection(
+    transport: Transport,
+    handshake: ClientHandshake,
+    settings: ConnectionSettings | None = None,
+    io: IOSettings | None = None,
+    *,
+    remote: tuple[str, int] | None = None,
+) -> Connection:
+    """Run ``handshake`` over ``transport``; the open connection, its reader not started.
+
+    No nursery or cancel scope is entered, so the connection may outlive the caller's
+    scope: a gateway opens its backend this way while its own client's handshake is
+    held, and hands the connection to the handler. The caller runs ``ws.run_reader``
+    beside its use of ``ws`` and closes it (``ws.close()``, then the transport). On
+    any failure the transport is closed first; a refused or wrong answer raises
+    HandshakeRejected (status 101 for a 101 the draft's clients would fail).
+    """
+    proto = ClientConnection(handshake, settings or ConnectionSettings())
+    try:
+        request = proto.request()
+        await transport.send_all(request)
+        while proto.framer is None:
+            data = await transport.receive(65536)
+            if not data:
+                proto.receive_eof()  # raises HandshakeRejected
+            proto.receive_data(data)
+    except BaseException:
+        await transport.aclose()
+        raise
+    result = proto.result
+    assert result is not None
+    sent = Request("GET", handshake.resource, "1.1", Headers(_request_headers(request)))
+    return Connection(
+        transport, proto, sent, subprotocol=result.subprotocol, remote=remote,
+        extensions=result.headers.joined("Sec-WebSocket-Extensions"),
+        settings=io or IOSettings(),
+    )
 
 
 def _request_headers(request: bytes) -> list[tuple[str, str]]:

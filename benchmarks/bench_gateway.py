@@ -1,0 +1,242 @@
+"""Echo through ``wscompat proxy`` against the same backend directly, in one run.
+
+Usage: ``python benchmarks/bench_gateway.py [--quick] [--rounds N]``
+
+The backend is the ``websockets`` asyncio echo server (``servers/websockets_asyncio_echo.py``,
+compression and pings off); the gateway runs in front of it with pings off on both legs,
+as the backend has them. The load is ``client.py``'s, run by a client process of its own
+(this script with ``--run-client``): the 100-connection phase (64-byte messages, 4 in
+flight per connection), the one-at-a-time round trip (p50, p99), and the memory phase
+(RSS growth per idle open connection, read from the gateway's process: what one proxied
+connection costs the gateway, on top of what it costs the backend). Each round starts
+fresh processes; per figure the best round is kept.
+
+Placement: with three cores or more, the backend, the gateway and the client each get
+one. With two, the client gets its own and the backend and the gateway share the other,
+so the gateway's rate is halved by sharing a core rather than by its own cost; the
+CPU per message of each process, printed beside the rates, is the figure that does not
+depend on the placement: the gateway keeps up with the backend on a core of its own
+when its CPU per message is no more than the backend's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import client
+from bench import (
+    DEFAULT,
+    HOST,
+    MAX_MESSAGE_SIZE,
+    QUICK,
+    Processes,
+    environment,
+    free_port,
+    pin,
+    wait_listening,
+)
+
+HERE = Path(__file__).resolve().parent
+PHASES = ("many", "latency", "memory")
+
+
+def _backend(port: int) -> list[str]:
+    return [sys.executable, str(HERE / "servers" / "websockets_asyncio_echo.py"), "--port",
+            str(port), "--max-size", str(MAX_MESSAGE_SIZE)]
+
+
+def _gateway(port: int, backend: int) -> list[str]:
+    return [sys.executable, "-m", "wscompat.gateway", "proxy", "--host", HOST, "--port",
+            str(port), "--upstream", f"ws://{HOST}:{backend}/", "--max-message-size",
+            str(MAX_MESSAGE_SIZE), "--ping-interval", "none", "--log-level", "warning"]
+
+
+async def _many(port: int, pid: int, backend_pid: int, cfg: client.Config
+                ) -> dict[str, Any]:
+    """client.py's 100-connection phase, with the backend's CPU counted over the same
+    window as the server's (the gateway's, when it is in front)."""
+    wire = client.WIRES["rfc6455"]
+    payload = wire.payload(cfg.small_size)
+    conns = await client.open_many(port, wire, cfg.connections, cfg.open_concurrency,
+                                   wire.echo(payload))
+    total = [0]
+    pumps = [client.Pump(conn, wire.frame(payload), cfg.per_connection_window, total)
+             for conn in conns]
+    for pump in pumps:
+        pump.start()
+    await asyncio.sleep(cfg.warmup)
+    cpu, backend_cpu, before = client.Cpu(pid), client.Cpu(backend_pid), total[0]
+    await asyncio.sleep(cfg.duration)
+    done, wall = total[0] - before, time.perf_counter() - cpu.start[0]
+    usage, backend_usage = cpu.percent(), backend_cpu.percent()
+    await asyncio.gather(*(pump.stop() for pump in pumps))
+    await client.close_all(conns)
+    return {"ops_per_s": done / wall, "cpu": usage, "backend_cpu": backend_usage[0]}
+
+
+async def _phases(port: int, pid: int, backend_pid: int, config: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The client's side: the three phases."""
+    cfg = client.Config(**config)
+    wire = client.WIRES["rfc6455"]
+    return {
+        "many": await _many(port, pid, backend_pid, cfg),
+        "latency": await asyncio.to_thread(client.phase_latency, port, pid, wire, cfg),
+        "memory": await client.phase_memory(port, pid, wire, cfg),
+    }
+
+
+def _run_client(port: int, pid: int, backend_pid: int, config: dict[str, Any]) -> None:
+    print(json.dumps(asyncio.run(_phases(port, pid, backend_pid, config))))
+
+
+def _placement() -> tuple[int, int, int] | None:
+    """Cores for the backend, the gateway and the client (None: fewer than two)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= 3:
+        return cores[0], cores[1], cores[2]
+    if len(cores) == 2:
+        return cores[0], cores[0], cores[1]
+    return None
+
+
+def measure(procs: Processes, config: dict[str, Any], *, through_gateway: bool
+            ) -> dict[str, Any]:
+    """One round: fresh backend (and gateway), the client's figures."""
+    place = _placement()
+    backend_port = free_port()
+    with tempfile.TemporaryFile() as log:
+        backend = procs.start(_backend(backend_port), stdout=log, stderr=log)
+        gateway = None
+        try:
+            wait_listening(backend, backend_port)
+            port, pid = backend_port, backend.pid
+            if through_gateway:
+                port = free_port()
+                gateway = procs.start(_gateway(port, backend_port), stdout=log, stderr=log)
+                wait_listening(gateway, port)
+                pid = gateway.pid
+            if place:
+                pin(backend, place[0])
+                if gateway is not None:
+                    pin(gateway, place[1])
+            time.sleep(0.3)
+            runner = procs.start([sys.executable, __file__, "--run-client", str(port),
+                                  str(pid), str(backend.pid), json.dumps(config)],
+                                 stdout=subprocess.PIPE)
+            if place:
+                pin(runner, place[2])
+            out, _ = runner.communicate(timeout=600)
+            if runner.returncode != 0:
+                log.seek(0)
+                print(log.read()[-2000:].decode(errors="replace"), file=sys.stderr)
+                raise RuntimeError(f"client exited {runner.returncode}")
+            result: dict[str, Any] = json.loads(out)
+            return result
+        finally:
+            if gateway is not None:
+                procs.stop(gateway)
+            procs.stop(backend)
+
+
+def best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per phase, the round with the best figure (the least disturbed one)."""
+    return {
+        "many": max((r["many"] for r in rounds), key=lambda p: p["ops_per_s"]),
+        "latency": min((r["latency"] for r in rounds), key=lambda p: p["p50_us"]),
+        "memory": min((r["memory"] for r in rounds),
+                      key=lambda p: p["kib_per_idle_connection"]),
+    }
+
+
+def per_message(phase: dict[str, Any], percent: float) -> float:
+    """CPU µs per message from a % of a core over the phase's rate."""
+    return float(percent) * 1e4 / float(phase["ops_per_s"])
+
+
+def render(direct: dict[str, Any], gateway: dict[str, Any]) -> str:
+    rows = [["", "backend alone", "through gateway", "ratio"]]
+
+    def row(label: str, a: float, b: float, fmt: str) -> None:
+        rows.append([label, f"{a:{fmt}}", f"{b:{fmt}}", f"{b / a:.2f}x" if a else "-"])
+
+    d_many, g_many = direct["many"], gateway["many"]
+    row("small echo, 100 conns (msgs/s) ↑", d_many["ops_per_s"], g_many["ops_per_s"], ",.0f")
+    row("round trip p50 (µs) ↓", direct["latency"]["p50_us"], gateway["latency"]["p50_us"],
+        ",.0f")
+    row("round trip p99 (µs) ↓", direct["latency"]["p99_us"], gateway["latency"]["p99_us"],
+        ",.0f")
+    backend_cpu = per_message(d_many, d_many["cpu"][0])
+    rows.append(["backend CPU per message (µs) ↓", f"{backend_cpu:,.1f}",
+                 f"{per_message(g_many, g_many['backend_cpu']):,.1f}", ""])
+    gateway_cpu = per_message(g_many, g_many["cpu"][0])
+    rows.append(["gateway CPU per message (µs) ↓", "-", f"{gateway_cpu:,.1f}",
+                 f"{gateway_cpu / backend_cpu:.2f}x of the backend's"])
+    rows.append(["memory per idle connection (KiB) ↓",
+                 f"{direct['memory']['kib_per_idle_connection']:,.1f} (backend)",
+                 f"{gateway['memory']['kib_per_idle_connection']:,.1f} (gateway)", ""])
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+                     for r in rows)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--run-client":
+        _run_client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+                    json.loads(sys.argv[5]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short run (about 30 s)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of each (default: 2, quick: 1)")
+    args = parser.parse_args()
+    # 1000 idle proxied connections take 2000 descriptors in the gateway.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    config = QUICK if args.quick else DEFAULT
+    rounds = args.rounds or (1 if args.quick else 2)
+    place = _placement()
+    print(environment())
+    print("placement: " + ("none (one core)" if place is None else
+                           f"backend on core {place[0]}, gateway on core {place[1]}, "
+                           f"client on core {place[2]}"), flush=True)
+    procs = Processes()
+    direct: list[dict[str, Any]] = []
+    through: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        for n in range(1, rounds + 1):
+            direct.append(measure(procs, config, through_gateway=False))
+            through.append(measure(procs, config, through_gateway=True))
+            print(f"round {n} done, {time.monotonic() - started:.0f} s", flush=True)
+    finally:
+        procs.stop_all()
+    print()
+    print(render(best(direct), best(through)))
+    print(f"\n↑ higher is better, ↓ lower is better; ratio: through the gateway over the "
+          f"backend alone. {config['connections']} connections, {config['small_size']}-byte "
+          f"messages, {config['per_connection_window']} in flight each; round trips one "
+          f"at a time; memory over {config['idle_connections']} idle connections.")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; every process was stopped", file=sys.stderr)
+        sys.exit(130)
