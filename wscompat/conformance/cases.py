@@ -1,44 +1,33 @@
 """The Autobahn|Testsuite fuzzing-client catalogue, sections 1-7, 9 and 10, as data.
 
-Each :class:`Case` says what the client puts on the wire (``steps``), when it gives up
-(``end`` after ``after`` seconds), and what a conforming RFC 6455 server does in reply
-(``expect``). One runner plays every case, so the catalogue can be read and checked
-against Autobahn's case descriptions line by line, and a case is one table row.
+Each :class:`Case` says how the client opens (``handshake``), what it puts on the wire
+(``steps``), when it gives up (``end`` after ``after`` seconds), and what a conforming
+RFC 6455 server does in reply (``expect``). One runner plays every case, so the
+catalogue can be read and checked against Autobahn's case descriptions line by line,
+and a case is one table row. Sections 12 and 13 (permessage-deflate) are built in
+:mod:`.compression`, the drafts Autobahn never covered in :mod:`.legacy`.
 
 Section 9 (limits and performance) is scaled by :class:`Sizes`: by default payload sizes
 are divided by 16 and round-trip counts by 10, so the section takes seconds, not
-minutes. ``catalogue(Sizes.full())`` restores Autobahn's sizes.
+minutes. ``autobahn(Sizes.full())`` restores Autobahn's sizes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from wscompat.conformance.wire import BINARY, CLOSE, CONT, PING, PONG, TEXT, Frame, Handshake
 
 __all__ = [
     "BINARY", "CLOSE", "CONT", "PING", "PONG", "TEXT",
-    "Case", "Event", "Expect", "Frame", "Pause", "RoundTrip", "Send", "SendPart", "Sizes",
-    "Step", "catalogue", "largest_message", "section",
+    "Case", "Echoes", "Event", "Expect", "Frame", "Handshake", "Pause", "RoundTrip", "Send",
+    "SendPart", "Sizes", "Step", "autobahn", "largest_message", "section",
 ]
-
-CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 # -- what goes on the wire -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One frame as the client writes it; the runner always masks it, as clients must."""
-
-    opcode: int
-    payload: bytes = b""
-    fin: bool = True
-    rsv: int = 0
-    closing: bool = False
-    """This Close starts the client's closing handshake (Autobahn's ``sendClose``).
-    A close frame sent as fuzz (3.7, the second Close of 7.1.2) leaves it False."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +68,23 @@ class RoundTrip:
     count: int
 
 
-Step = Send | SendPart | Pause | RoundTrip
+@dataclass(frozen=True)
+class Echoes:
+    """Send ``count`` messages of ``size`` octets, cut in turn from the data set named
+    ``data`` (wrapping around, as Autobahn does), each after the echo of the one before;
+    each is compressed with the permessage-deflate the handshake agreed and cut into
+    frames of ``fragment`` octets of compressed payload (0: one frame). Each echo is
+    compared as it arrives, so nothing grows with ``count``; when every one came back
+    as sent, the client records ``Event.echoed(count)`` (sections 12 and 13)."""
+
+    data: str
+    size: int
+    count: int
+    binary: bool
+    fragment: int = 0
+
+
+Step = Send | SendPart | Pause | RoundTrip | Echoes
 
 
 # -- what comes back -------------------------------------------------------------------
@@ -89,7 +94,7 @@ Step = Send | SendPart | Pause | RoundTrip
 class Event:
     """Something the client observed, compared as a sequence the way Autobahn does."""
 
-    kind: Literal["message", "ping", "pong", "timeout"]
+    kind: Literal["message", "ping", "pong", "timeout", "echoed"]
     data: bytes = b""
     binary: bool = False
 
@@ -105,6 +110,11 @@ class Event:
     def timeout(cls, mark: str) -> Event:
         """The connection was still open when a marked pause ended."""
         return cls("timeout", mark.encode())
+
+    @classmethod
+    def echoed(cls, count: int) -> Event:
+        """Every message of an :class:`Echoes` step came back as sent."""
+        return cls("echoed", str(count).encode())
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,7 @@ class Case:
     """After the steps, if the connection is still open ``after`` seconds later: start
     the closing handshake (Autobahn's closeAfter) or drop TCP (killAfter)."""
     after: float = 1.0
+    handshake: Handshake = field(default_factory=Handshake)
 
     @property
     def section(self) -> str:
@@ -150,14 +161,15 @@ class Case:
 
 
 def section(case_id: str) -> str:
+    """``7`` for ``7.9.1``, ``hixie-76`` for ``hixie-76.3``."""
     return case_id.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """Scale of section 9: payload sizes are divided by ``divisor`` and round-trip counts
-    by ``count_divisor``; frame and chop sizes stay as Autobahn has them (a fragment is
-    never larger than its message)."""
+    """Scale of sections 9, 12 and 13: payload sizes are divided by ``divisor`` and
+    message counts by ``count_divisor``; frame and chop sizes stay as Autobahn has them
+    (a fragment is never larger than its message)."""
 
     divisor: int = 16
     count_divisor: int = 10
@@ -640,17 +652,13 @@ def _section10() -> Iterator[Case]:
                echo(Event.message(payload)), after=10)
 
 
-def catalogue(sizes: Sizes | None = None) -> list[Case]:
+def autobahn(sizes: Sizes | None = None) -> list[Case]:
     """Every case of sections 1-7, 9 and 10, in Autobahn's order."""
     parts: Iterable[Iterator[Case]] = (
         _section1(), _section2(), _section3(), _section4(), _section5(), _section6(),
         _section7(), _section9(sizes or Sizes()), _section10(),
     )
-    cases = [case for part in parts for case in part]
-    ids = [case.id for case in cases]
-    if len(set(ids)) != len(ids):
-        raise AssertionError("duplicate case ids in the catalogue")
-    return cases
+    return [case for part in parts for case in part]
 
 
 def largest_message(cases: Iterable[Case]) -> int:
@@ -663,4 +671,6 @@ def largest_message(cases: Iterable[Case]) -> int:
                 largest = max(largest, sum(len(f.payload) for f in step.frames))
             elif isinstance(step, RoundTrip | SendPart):
                 largest = max(largest, len(step.frame.payload))
+            elif isinstance(step, Echoes):
+                largest = max(largest, step.size)
     return largest
