@@ -100,6 +100,7 @@ def test_an_invalid_file_is_a_failure_not_a_crash(
     bad = tmp_path / "hybi-07" / "bad.json"
     bad.parent.mkdir()
     bad.write_text('{"name": "x", "draft": "hybi-07", "source": "a hand-written test", '
+                   '"provenance": {"kind": "handwritten", "date": "2026-12-01"}, '
                    '"steps": [{"sned": "GET"}], "end": {"eof": false}}', encoding="utf-8")
     (tmp_path / "hybi-07" / "not-json.json").write_text("{", encoding="utf-8")
     assert main(["vectors", "check", str(tmp_path)]) == 1

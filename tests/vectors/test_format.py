@@ -32,6 +32,7 @@ GOOD: dict[str, Any] = {
     "name": "hand-written",
     "draft": "rfc6455",
     "source": "RFC 6455 §1.3 (a test of the format)",
+    "provenance": {"kind": "specification", "date": "2026-12-01", "documents": ["RFC 6455"]},
     "steps": [{"send": REQUEST}, {"expect_head": ANSWER, "vary": ["Date", "Server"]}],
     "end": {"eof": False},
 }
@@ -165,6 +166,7 @@ def test_send_eof_is_the_clients_half_close(tmp_path: Path) -> None:
     """hixie-75 closes by closing TCP: after send_eof the server closes too."""
     raw: dict[str, Any] = {
         "name": "half-close", "draft": "hixie-75", "source": "draft-hixie-75 §4.3 (format test)",
+        "provenance": {"kind": "handwritten", "date": "2026-12-01"},
         "steps": [
             {"send": "GET /demo HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
                      "Host: example.com\r\nOrigin: http://example.com\r\n\r\n"},
@@ -214,6 +216,7 @@ def test_badly_typed_options_are_refused_clearly(
     path.parent.mkdir()
     path.write_text(json.dumps({
         "name": "typed", "draft": "rfc6455", "source": "written for this test",
+        "provenance": {"kind": "handwritten", "date": "2026-12-01"},
         "steps": [{"send": "x"}], "end": {"eof": True}, "options": options,
     }))
     with pytest.raises(VectorError, match=message):

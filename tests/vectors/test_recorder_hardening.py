@@ -119,7 +119,7 @@ async def test_the_byte_cap_stops_recording_before_the_file_that_would_pass_it(
     start_server: Starter, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="wscompat.record")
-    cap = 4000
+    cap = 5000
     server = await start_server(record_dir=str(tmp_path), record_max_bytes=cap)
     padded = _request(Draft.RFC6455, server.port, extra_headers=(("X-Pad", "p" * 900),))
     for _ in range(5):
@@ -158,7 +158,7 @@ async def test_a_dribbled_frame_is_recorded_in_linear_work(
         return real(d, data, pos)
 
     monkeypatch.setattr(recording, "frame_end", counted)
-    server = await start_server(record_dir=str(tmp_path))
+    server = await start_server(record_dir=str(tmp_path), max_message_size=2**20)
     frame = _dribbled_frame(draft, 1_000_000)
     with trio.fail_after(30):
         stream = await open_raw(server.port, draft, "/dribble")

@@ -211,6 +211,7 @@ async def test_chunks_and_pauses_reach_the_server_as_written(
     path = tmp_path / "chunks.json"
     path.write_text(json.dumps({
         "name": "pieces", "draft": "rfc6455", "source": "a test of replay's timing",
+        "provenance": {"kind": "handwritten", "date": "2026-12-01"},
         "steps": [{"send": "abcdefg", "chunks": [3, 2]}, {"pause": 0.3}, {"send": "hij"},
                   {"expect": "ok"}],
         "end": {"eof": False},

@@ -62,6 +62,7 @@ ANSI = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\u202eevil\u009b2J"
 def vector(**changes: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "name": "hostile", "draft": "rfc6455", "source": "a test of the loader's limits",
+        "provenance": {"kind": "handwritten", "date": "2026-12-01"},
         "steps": list(HANDSHAKE), "end": {"eof": False},
     }
     raw.update(changes)
@@ -215,7 +216,8 @@ def test_a_vector_of_the_largest_size_loads_and_checks(tmp_path: Path) -> None:
     answer = [{"hex": f"82 7f {size:016x}"}, {"repeat": "5a", "count": size}]
     raw = vector(steps=[*HANDSHAKE, {"send": frame, "chunks": [7, 1000, 65536]},
                         {"expect": answer}],
-                 events=[{"binary": {"repeat": "5a", "count": size}}])
+                 events=[{"binary": {"repeat": "5a", "count": size}}],
+                 options={"max_message_size": size})
     result = check(load(write(tmp_path, raw)))
     assert result.ok, result.problem
 

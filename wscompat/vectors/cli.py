@@ -1,5 +1,7 @@
 """``wscompat vectors check`` and ``wscompat replay``: the vector corpus from a shell or CI.
 
+(``vectors import``, ``export`` and ``show`` live in :mod:`.commands`, added here.)
+
 Both print one table per draft, the details of every failure with a byte-level diff,
 and a summary; ``--json`` prints the same as one JSON document. Exit status: 0 when
 everything passed, 1 when a vector failed (or could not be read), 2 for a usage error.
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from wscompat.cliparse import positive_byte_count
 from wscompat.drafts import Draft
+from wscompat.vectors.commands import TOOLS, add_tools, run_tool
 from wscompat.vectors.corpus import corpus_dir
 from wscompat.vectors.format import (
     MAX_FILE_BYTES,
@@ -144,6 +147,7 @@ def add_commands(sub: Any) -> None:
                    help="also deliver every send one byte at a time")
     c.add_argument("--json", action="store_true", help="print a JSON report instead")
     _add_load_limits(c, size)
+    add_tools(vsub, formatter)
 
     r = sub.add_parser(
         "replay", help="play vectors against any running server over real sockets",
@@ -191,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.vectors_command in TOOLS:
+            return run_tool(args)
         return _check(args)
     except UsageError as exc:
         print(f"wscompat {args.command}: error: {printable(str(exc))}", file=sys.stderr)

@@ -30,6 +30,7 @@ from wscompat.protocol.connection import Phase, ServerConnection
 from wscompat.protocol.framing import Message, State
 from wscompat.protocol.handshake.origin import validate_patterns
 from wscompat.vectors.expect import Match, match
+from wscompat.vectors.provenance import ProvenanceError, check_provenance
 
 __all__ = [
     "MAX_FILE_BYTES", "MAX_JSON_VALUES", "MAX_PAUSE", "MAX_VECTOR_BYTES", "LoadLimits", "Result",
@@ -107,6 +108,8 @@ class Vector:
     events: tuple[str | bytes, ...] | None
     end: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Where it came from, as data (:mod:`wscompat.vectors.provenance`)."""
 
     @property
     def id(self) -> str:
@@ -246,7 +249,8 @@ def _step(spec: Any, limits: LoadLimits) -> Step:
 
 
 _ALLOWED_KEYS = {
-    "$schema", "name", "draft", "source", "description", "steps", "events", "end", "options",
+    "$schema", "name", "draft", "source", "provenance", "description", "steps", "events", "end",
+    "options",
 }
 _END_KEYS = {"close_code", "status", "eof"}
 
@@ -318,11 +322,15 @@ def _parse(path: Path, raw: Any, limits: LoadLimits) -> Vector:
     unknown = set(raw) - _ALLOWED_KEYS
     if unknown:
         raise VectorError(f"unknown keys {sorted(unknown)}")
-    for key in ("name", "draft", "source", "steps", "end"):
+    for key in ("name", "draft", "source", "provenance", "steps", "end"):
         if key not in raw:
             raise VectorError(f"missing {key!r}")
     if not str(raw["source"]).strip():
         raise VectorError("source must name where the vector comes from")
+    try:
+        provenance = check_provenance(raw["provenance"])
+    except ProvenanceError as exc:
+        raise VectorError(str(exc)) from None
     if raw["draft"] not in DRAFT_DIRS:
         raise VectorError(f"draft is one of {sorted(DRAFT_DIRS)}, not {raw['draft']!r}")
     draft = DRAFT_DIRS[raw["draft"]]
@@ -356,6 +364,7 @@ def _parse(path: Path, raw: Any, limits: LoadLimits) -> Vector:
         events=events,
         end=end,
         options=options,
+        provenance=provenance,
     )
 
 

@@ -40,9 +40,11 @@ from wscompat.protocol.handshake.detect import detect
 from wscompat.protocol.http import HeadParser, Request
 from wscompat.vectors.corpus import SCHEMA_NAME
 from wscompat.vectors.expect import status_of
+from wscompat.vectors.provenance import today, wscompat_tool
 
 __all__ = [
-    "REDACTED", "REDACTED_TOKEN", "Recording", "Redaction", "frame_end", "redact",
+    "REDACTED", "REDACTED_TOKEN", "Recording", "Redaction", "frame_end", "guess_draft",
+    "header_value", "redact",
     "vector_options",
 ]
 
@@ -414,10 +416,13 @@ class Recording:
     # -- the vector ---------------------------------------------------------------------
 
     def vector(self, options: ServerOptions | None = None,
-               redaction: Redaction | None = None) -> dict[str, Any] | None:
+               redaction: Redaction | None = None, *,
+               keep_refused_rest: bool = False) -> dict[str, Any] | None:
         """The vector, or None when the connection was not an HTTP exchange (TLS, a Flash
         policy request, nothing at all), was refused for load, or (without
-        ``options.record_plain``) was a plain HTTP request."""
+        ``options.record_plain``) was a plain HTTP request. ``keep_refused_rest`` keeps
+        the client's bytes after a refused head, which the recorder leaves out and an
+        import of a capture keeps."""
         plain = options is None or options.record_plain
         if self.head_end is None or not self.worth_keeping(plain=plain):
             return None
@@ -428,14 +433,15 @@ class Recording:
         status = status_of(bytes(self.server.data[:1024]))
         refused = status is not None and status != 101
         request = _redact_request(bytes(self.client.data[: self.head_end]), redaction)
-        client = _shown(self.client, self.head_end, request.data, keep_rest=not refused)
+        client = _shown(self.client, self.head_end, request.data,
+                        keep_rest=keep_refused_rest or not refused)
         text_end = self.server.data.find(b"\r\n\r\n") + 4
         if refused or text_end < 4:
             text_end = len(self.server.data) if refused else 0
         answer = _redact_answer(bytes(self.server.data[:text_end]), redaction, request)
         server = _shown(self.server, text_end, answer, keep_rest=True)
         head = request.data
-        draft = self.draft or _guess_draft(head)
+        draft = self.draft or guess_draft(head)
         steps = self._steps(client, server, draft, status)
         end: dict[str, Any]
         if refused:
@@ -453,7 +459,7 @@ class Recording:
                     f"frames in, {len(server.side.frame_ends)} out")
         else:
             name = f"{target}: " + (f"answered {status}" if status else "no answer")
-        agent = _header(head, "User-Agent")
+        agent = header_value(head, "User-Agent")
         when = f" on {self.started.strftime('%Y-%m-%d %H:%M UTC')}" if self.started else ""
         kept = f"the first {self.frames} frames each way" if self.frames else "no frames"
         description = [f"Recorded by wscompat serve --record{when}, keeping the handshake "
@@ -468,6 +474,7 @@ class Recording:
             "draft": draft.value,
             "source": f"recorded from {agent}" if agent else
                       "recorded from a client that sent no User-Agent",
+            "provenance": self.provenance(agent),
             "description": " ".join(description),
         }
         chosen = vector_options(options) if options is not None else {}
@@ -476,6 +483,18 @@ class Recording:
         vector["steps"] = steps
         vector["end"] = end
         return vector
+
+    def provenance(self, agent: str | None) -> dict[str, Any]:
+        """Recorded by this wscompat on the day the connection began; the client is
+        known by its User-Agent only (a person may name it, as ``source`` says)."""
+        provenance: dict[str, Any] = {
+            "kind": "recorded",
+            "date": self.started.strftime("%Y-%m-%d") if self.started else today(),
+            "tool": wscompat_tool("serve --record"),
+        }
+        if agent and agent.strip():
+            provenance["client"] = {"user_agent": agent}
+        return provenance
 
     def _steps(self, client: _Shown, server: _Shown, draft: Draft,
                status: int | None) -> list[dict[str, Any]]:
@@ -573,12 +592,12 @@ def _request(head: bytes) -> Request | None:
         return None
 
 
-def _header(head: bytes, name: str) -> str | None:
+def header_value(head: bytes, name: str) -> str | None:
     request = _request(head)
     return None if request is None else request.headers.get(name)
 
 
-def _guess_draft(head: bytes) -> Draft:
+def guess_draft(head: bytes) -> Draft:
     """The draft a request was meant as, for the directory its vector is filed in: the
     server's own detection when it decides, else the nearest draft by its headers (a
     refused request: an unknown version, a missing key, a malformed head)."""

@@ -268,6 +268,7 @@ def write_vector(folder: Path, name: str, draft: Draft, data: bytes) -> Path:
     path.write_text(json.dumps({
         "name": f"hostile head: {name}",
         "source": "tests/protocol/handshake/test_hostile_heads.py",
+        "provenance": {"kind": "handwritten", "date": "2026-12-01"},
         "draft": draft.value,
         "steps": [{"send": {"hex": data.hex()}}, {"expect_status": 400}, {"expect_eof": True}],
         "end": {"status": 400},
