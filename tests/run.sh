@@ -10,6 +10,9 @@ command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light)
 perl -MProtocol::WebSocket -e1 >/dev/null 2>&1 || need_apt+=(libprotocol-websocket-perl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v tcpdump >/dev/null 2>&1 || need_apt+=(tcpdump)
+command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need_apt[*]}"
     apt-get update -qq
@@ -17,6 +20,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q -e ".[test,fuzz]"
+# Node's ws package, for the servers in tests/peers/node (pinned by its package-lock.json).
+[ -d tests/peers/node/node_modules/ws ] || (cd tests/peers/node && npm install --no-audit --no-fund --silent)
 
 python3 -m ruff check wscompat tests benchmarks fuzzing
 python3 -m mypy

@@ -23,7 +23,13 @@ from typing import Any
 import trio
 
 from wscompat.cliparse import byte_count, positive_byte_count
+from wscompat.conformance.cli import COMMANDS as CONFORM_COMMANDS
+from wscompat.conformance.cli import add_commands as add_conform_commands
+from wscompat.conformance.cli import run as run_conform_command
 from wscompat.drafts import Draft, parse_drafts
+from wscompat.gateway.cli import COMMANDS as GATEWAY_COMMANDS
+from wscompat.gateway.cli import add_commands as add_gateway_commands
+from wscompat.gateway.cli import run as run_gateway_command
 from wscompat.logformat import LOG_FORMATS, formatter
 from wscompat.options import ServerOptions, UpgradeRequest
 from wscompat.protocol.extensions import COMPRESSION_MODES
@@ -531,7 +537,9 @@ def _parser() -> argparse.ArgumentParser:
         usage="%(prog)s [options]",  # one line above an error, not forty
     )
     _add_serve_arguments(s)
+    add_gateway_commands(sub)
     add_vector_commands(sub)
+    add_conform_commands(sub)
     return parser
 
 
@@ -726,6 +734,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command in VECTOR_COMMANDS:
         return run_vector_command(args)
+    if args.command in CONFORM_COMMANDS:
+        return run_conform_command(args)
+    if args.command in GATEWAY_COMMANDS:
+        return run_gateway_command(args, list(sys.argv[1:] if argv is None else argv))
     try:
         _serve(args, list(sys.argv[1:] if argv is None else argv))
     except UsageError as exc:
@@ -738,16 +750,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace, argv: list[str]) -> None:
-    """``wscompat serve``: every flag checked, every file read, then :func:`run` (or
-    the supervisor of ``--workers`` processes, each of which runs it)."""
+App = Callable[[ServerOptions], tuple[Handler, ServerOptions]]
+"""What a command serves, given the options its flags made: the handler and the options
+it runs with (``wscompat proxy`` adds its backend's decision to them)."""
+
+
+def _serve(args: argparse.Namespace, argv: list[str], app: App | None = None) -> None:
+    """``wscompat serve`` (or another command that serves, with its ``app``): every flag
+    checked, every file read, then :func:`run` (or the supervisor of ``--workers``
+    processes, each of which runs the same command line)."""
     _setup_logging(args.log_level, args.log_format)
     options = _options(args)
     if args.metrics_port is not None and args.metrics_port != 0 and args.metrics_port in (
             args.port, args.policy_port):
         raise UsageError(f"argument --metrics-port: {args.metrics_port} is already taken by "
                          "--port or --policy-port")
-    handler = echo if args.app is None else _load_app(args.app)
+    if app is not None:
+        handler, options = app(options)
+    else:
+        handler = echo if args.app is None else _load_app(args.app)
     if options.record_dir is not None:
         _record_folder(options.record_dir)
     host = _any(args.host)
