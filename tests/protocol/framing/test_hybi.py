@@ -49,6 +49,24 @@ def test_invalid_utf8_fails_at_the_first_bad_fragment() -> None:
     assert f.eof_wanted and f.state is not State.OPEN
 
 
+@pytest.mark.parametrize("pieces", [1, 3, 40])
+def test_a_large_gathered_text_frame_is_judged_whole(pieces: int) -> None:
+    """A text frame large enough to be gathered across reads takes a path of its own
+    (its buffer is freed before decoding): good text is delivered, bad text is 1007."""
+    good = ("é" * 50_000).encode()
+    bad = good[:-1] + b"\xff"
+    for payload, expected in ((good, [Message(good.decode())]), (bad, None)):
+        f = HybiFramer()
+        frame = client_frame(1, payload)
+        step = -(-len(frame) // pieces)
+        events = feed(f, *(frame[i : i + step] for i in range(0, len(frame), step)))
+        if expected is not None:
+            assert events == expected
+        else:
+            assert len(events) == 1 and isinstance(events[0], Closed)
+            assert events[0].code == 1007
+
+
 def test_incomplete_utf8_at_message_end_is_1007() -> None:
     f = HybiFramer()
     (event,) = feed(f, client_frame(1, "中".encode()[:2]))
