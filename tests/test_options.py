@@ -45,5 +45,5 @@ def test_metrics_and_health_cannot_share_a_path() -> None:
 
 def test_read_size_has_a_ceiling() -> None:
     assert ServerOptions(read_size=16 << 20).read_size == 16 << 20
-    with pytest.raises(ValueError, match="^read_size must be at most 16777216 bytes"):
+    with pytest.raises(ValueError, match=r"^read_size must be at most 16777216 bytes"):
         ServerOptions(read_size=(16 << 20) + 1)

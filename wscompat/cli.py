@@ -34,6 +34,9 @@ from wscompat.logformat import LOG_FORMATS, formatter
 from wscompat.options import ServerOptions, UpgradeRequest
 from wscompat.protocol.extensions import COMPRESSION_MODES
 from wscompat.protocol.handshake.origin import validate_patterns
+from wscompat.tools.cli import COMMANDS as TOOL_COMMANDS
+from wscompat.tools.cli import add_commands as add_tool_commands
+from wscompat.tools.cli import run as run_tool_command
 from wscompat.trio.connection import Connection
 from wscompat.trio.running import ListenError, is_async_callable, run
 from wscompat.trio.server import Handler
@@ -540,6 +543,7 @@ def _parser() -> argparse.ArgumentParser:
     add_gateway_commands(sub)
     add_vector_commands(sub)
     add_conform_commands(sub)
+    add_tool_commands(sub)
     return parser
 
 
@@ -734,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command in VECTOR_COMMANDS:
         return run_vector_command(args)
+    if args.command in TOOL_COMMANDS:
+        return run_tool_command(args)
     if args.command in CONFORM_COMMANDS:
         return run_conform_command(args)
     if args.command in GATEWAY_COMMANDS:

@@ -250,7 +250,9 @@ async def test_the_flags_the_prose_names_exist(tmp_path: Path) -> None:
     named = flags_in_prose()
     assert len({where for where, _, _ in named}) > 20, "the tables' flags are not found"
     helps = {command: await help_text(command, tmp_path)
-             for command in {("serve",), ("vectors", "check"), ("replay",)}
+             for command in {("serve",), ("proxy",), ("conform",), ("client",), ("probe",),
+                             ("vectors", "check"), ("vectors", "import"),
+                             ("vectors", "export"), ("vectors", "show"), ("replay",)}
              | {command for _, command, _ in named if command is not None}}
     every = "\n".join(helps.values())
     wrong = [f"{where}: {flag}" for where, command, flag in named
