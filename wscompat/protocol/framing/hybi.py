@@ -198,13 +198,26 @@ class HybiFramer(Framer):
                     p.current_size is None and p.state is WsState.OPEN))
                 and (self._limit is None or length <= self._limit)
             ):
-                whole = end == size and buf is self._buf
-                if self._plain_message(buf, pos, head, end, first == 0x82, whole=whole):
-                    if whole:  # the buffer was this frame, and is now freed
-                        pos = size = 0
-                        break
+                if end == size and buf is self._buf:  # a gathered frame: freed first
+                    self._gathered_message(buf, pos, head, end, first == 0x82)
+                    pos = size = 0
+                    break
+                with memoryview(buf) as view:  # no copy of the masked payload
+                    if self._mask_bit:
+                        mask = bytes(view[pos + head - 4 : pos + head])
+                        payload = apply_mask(view[pos + head : end], mask)
+                    else:
+                        payload = bytes(view[pos + head : end])
+                if first == 0x82:
+                    self._events.append(Message(payload))
                     pos = end
                     continue
+                try:
+                    self._events.append(Message(payload.decode()))
+                    pos = end
+                    continue
+                except UnicodeDecodeError:
+                    pass  # the slow path reports it (1007), as for any text frame
             elif (
                 first == 0x88
                 and self._lazy is None
@@ -238,36 +251,28 @@ class HybiFramer(Framer):
             return self._buf
         return data
 
-    def _plain_message(
-        self, buf: bytes | bytearray, pos: int, head: int, end: int, binary: bool,
-        *, whole: bool,
-    ) -> bool:
-        """The common data frame, unmasked and decoded without websockets' protocol:
-        True once its message is an event; False, having done nothing, for text that
-        is not UTF-8 (the protocol reports it, 1007). A ``whole`` buffer (a gathered
-        frame) is freed before the text is decoded, so a large message exists at most
-        twice at once; it is then remade for the protocol should decoding fail."""
-        with memoryview(buf) as view:  # no copy of the masked payload
+    def _gathered_message(
+        self, buf: bytearray, pos: int, head: int, end: int, binary: bool
+    ) -> None:
+        """A data frame that fills the gathered buffer, as the fast path takes it, but
+        with the buffer freed before the text is decoded, so a large message exists at
+        most twice at once. Text that is not UTF-8 is remade for the protocol (1007)."""
+        with memoryview(buf) as view:
             mask = bytes(view[pos + head - 4 : pos + head]) if self._mask_bit else b""
             if mask:
                 payload = apply_mask(view[pos + head : end], mask)
             else:
                 payload = bytes(view[pos + head : end])
-            frame_head = bytes(view[pos : pos + head]) if whole else b""
-        if whole:
-            assert isinstance(buf, bytearray)
-            buf.clear()
+            frame_head = bytes(view[pos : pos + head])
+        buf.clear()
         if binary:
             self._events.append(Message(payload))
-            return True
+            return
         try:
             self._events.append(Message(payload.decode()))
         except UnicodeDecodeError:
-            if not whole:
-                return False
             self._p.receive_data(frame_head + (apply_mask(payload, mask) if mask else payload))
             self._drain()
-        return True
 
     def _keep(self, buf: bytes | bytearray, pos: int) -> None:
         """Keep what follows ``pos`` (an incomplete frame) for the next read."""
