@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE", "Metrics", "multiprocess_dir"]
+__all__ = ["CONTENT_TYPE", "Metrics", "close_label", "multiprocess_dir"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -48,6 +48,18 @@ class Stats(Protocol):
     messages_out: int
     bytes_in: int
     bytes_out: int
+
+
+def close_label(code: int | None) -> str:
+    """A close code as a label: the codes RFC 6455 defines by number, an application's
+    (3000-4999) by thousand, so that peers cannot make one series per code they send."""
+    if code is None:
+        return "none"
+    if 3000 <= code <= 3999:
+        return "3xxx"
+    if 4000 <= code <= 4999:
+        return "4xxx"
+    return str(code)
 
 
 class Metrics:
@@ -99,7 +111,7 @@ class Metrics:
         """A connection ended: what it did since the last sync, its close, its gauge."""
         draft = str(conn.draft)
         self._add(conn, stats)
-        self.closes.labels(draft, "none" if code is None else str(code), by or "none").inc()
+        self.closes.labels(draft, close_label(code), by or "none").inc()
         self.open.labels(draft, "tls" if tls else "plain").dec()
 
     def sync(self, conns: Iterable[tuple[Counted, Stats]]) -> None:

@@ -344,3 +344,17 @@ async def test_a_context_is_closed_when_the_handshake_never_completes(
             await trio.sleep(0.05)
     assert [b.closed for b in made] == [1]
     await stream.aclose()
+
+
+async def test_peers_cannot_make_a_series_per_close_code(start_server: Starter) -> None:
+    """Every label value is from a small set the server chooses: application close codes
+    are counted by thousand."""
+    server = await start_server(metrics=True)
+    for code in (1000, 3001, 3999, 4000, 4321):
+        async with connect(f"ws://{HOST}:{server.port}/") as ws:
+            await ws.close(code)
+    await trio.sleep(0.2)
+    page = await scrape(server.port)
+    codes = {dict(labels)["code"]: n for (name, labels), n in page.items()
+             if name == "wscompat_closes_total"}
+    assert codes == {"1000": 1, "3xxx": 2, "4xxx": 2}
