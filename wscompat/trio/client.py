@@ -84,15 +84,22 @@ async def connect(
             transport, handshake, ConnectionSettings(max_message_size=max_message_size),
             IOSettings(max_queue=max_queue, close_timeout=close_timeout), remote=(host, port),
         )
+    failed: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws.run_reader)
         try:
             yield ws
+        except Exception as exc:
+            # Raised again below, out of the nursery: the caller's own exception, not
+            # an ExceptionGroup around it.
+            failed = exc
         finally:
             with trio.CancelScope(shield=True):
                 await ws.close()
                 await ws.wait_reader(close_timeout)
             await transport.aclose()
+    if failed is not None:
+        raise failed
 
 
 async def open_connection(

@@ -243,6 +243,8 @@ class Connection(RequestView):
 
     context: object = None
     """What ``process_request`` handed over in its Acceptance (a gateway's backend)."""
+    _close_reads = False
+    """close() reads the peer's answer itself (no reader was running)."""
 
     def __init__(
         self,
@@ -457,11 +459,13 @@ class Connection(RequestView):
                 self._proto.send_close(code, reason)
                 self._dispatch(self._proto.events())
             await self._flush(quiet=True)
+            # The reader, while it runs, reads the answer: a second task reading the
+            # same socket would fail both. Woken for anything else, wait again.
+            while self._reader == 1 and not self.closed:
+                await self._closers.wait()
             if not self.closed:
-                if self._reader == 1:
-                    await self._closers.wait()
-                if not self.closed:
-                    await self._read_until_closed()
+                self._close_reads = True  # a reader started from now on leaves it to us
+                await self._read_until_closed()
         if not self.closed:
             # The peer never answered: the connection ended with the code we sent.
             self._finish(code, reason or "closing handshake timed out", by="timeout")
@@ -509,6 +513,9 @@ class Connection(RequestView):
         One loop in one frame: an idle connection's reader is parked in trio's
         ``wait_readable`` directly, holding as few coroutine frames as it can.
         """
+        if self._close_reads:
+            self._reader = 2  # started after close() began reading the answer itself
+            return
         self._reader = 1
         transport = self._transport
         size = self._settings.read_size
