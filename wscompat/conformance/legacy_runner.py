@@ -13,6 +13,7 @@ import trio
 
 from wscompat.conformance.cases import Event, Pause
 from wscompat.conformance.legacy import LegacyCase, Receive, Write, judge_legacy
+from wscompat.conformance.session import SessionBase, drive
 from wscompat.conformance.timing import Timing, budget
 from wscompat.conformance.verdict import Observation, Result
 from wscompat.conformance.wire import (
@@ -39,30 +40,18 @@ READ_SIZE = 65536
 CLOSE = b"\xff\x00"
 
 
-class _LegacySession:
+class _LegacySession(SessionBase):
     def __init__(self, case: LegacyCase, stream: trio.abc.Stream, target: Target, *,
                  timing: Timing, obs: Observation, started: float) -> None:
+        super().__init__(stream, timing, obs=obs, started=started)
         self.case = case
-        self.stream = stream
         self.target = target
-        self.timing = timing
-        self.obs = obs
-        self.started = started
         self.parser = HixieParser()
         self.written = HixieParser()
         """Parses what the client writes, only to log it as frames."""
-        self.ended = trio.Event()
-        self._changed = trio.Event()
         self.close_sent = False
         self.reset = False
         """The connection ended with a reset, not a FIN (what was unread is lost)."""
-
-    def log(self, side: Side, what: str, data: bytes = b"", *, text: bool = False) -> None:
-        self.obs.wire.add(trio.current_time() - self.started, side, what, data, text=text)
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
     def _log_frame(self, side: Side, frame: HixieFrame) -> None:
         shows_text = frame.kind == "text"
@@ -296,26 +285,16 @@ async def run_legacy(case: LegacyCase, target: Target, timing: Timing) -> Result
     """Connect, open, play and judge a legacy case within its :func:`~.timing.budget`."""
     obs = Observation()
     started = trio.current_time()
-    stream: trio.SocketStream | None = None
-    with trio.move_on_after(budget(case, timing)) as deadline:
-        try:
-            with trio.fail_after(timing.connect_timeout):
-                stream = await trio.open_tcp_stream(target.host, target.port)
-            session = _LegacySession(case, stream, target, timing=timing, obs=obs,
-                                     started=started)
-            leftover = await session.open()
-        except (OSError, trio.TooSlowError, HandshakeError) as exc:
-            obs.handshake_error = str(exc) or type(exc).__name__
-        else:
-            if leftover is not None and case.expect.accept:
-                session.parser.feed(leftover)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(session.read_loop)
-                    await session.play()
-                    nursery.cancel_scope.cancel()
-    if deadline.cancelled_caught:
-        obs.timed_out = True
-    if stream is not None:
-        await trio.aclose_forcefully(stream)
-    obs.duration = trio.current_time() - started
+
+    async def opening(stream: trio.SocketStream) -> _LegacySession | None:
+        session = _LegacySession(case, stream, target, timing=timing, obs=obs,
+                                 started=started)
+        leftover = await session.open()
+        if leftover is None or not case.expect.accept:
+            return None
+        session.parser.feed(leftover)
+        return session
+
+    await drive(target, opening, timing=timing, obs=obs, started=started,
+                seconds=budget(case, timing), errors=(OSError, trio.TooSlowError, HandshakeError))
     return judge_legacy(case, obs)

@@ -24,6 +24,7 @@ from wscompat.conformance.cases import Case, Echoes, Event, Pause, RoundTrip, Se
 from wscompat.conformance.compression import messages
 from wscompat.conformance.legacy import LegacyCase
 from wscompat.conformance.legacy_runner import run_legacy
+from wscompat.conformance.session import SessionBase, drive
 from wscompat.conformance.timing import Timing, budget
 from wscompat.conformance.verdict import Observation, Result, expected_lists, judge, same
 from wscompat.conformance.wire import (
@@ -41,7 +42,6 @@ from wscompat.conformance.wire import (
     ProtocolError,
     Received,
     Refused,
-    Side,
     Target,
     case_key,
     check_hybi_response,
@@ -75,21 +75,16 @@ def _shows_as_text(f: Frame | Received) -> bool:
     return f.opcode != CLOSE or len(f.payload) == 0
 
 
-class _Session:
+class _Session(SessionBase):
     """The client side of one case: a reader task and the steps, sharing the state."""
 
     def __init__(self, case: Case, stream: trio.abc.Stream, timing: Timing, *,
                  obs: Observation, started: float, deflater: Deflater | None) -> None:
+        super().__init__(stream, timing, obs=obs, started=started)
         self.case = case
-        self.stream = stream
-        self.timing = timing
-        self.obs = obs
-        self.started = started
         self.parser = FrameParser()
         self.deflater = deflater
         self.inflater = Inflater() if deflater is not None else None
-        self.ended = trio.Event()
-        self._changed = trio.Event()
         self._lock = trio.StrictFIFOLock()
         self._masks: dict[str, int] = {}
         self._part_keys: dict[int, bytes] = {}
@@ -104,13 +99,6 @@ class _Session:
         self.after_at: float | None = None
 
     # state --------------------------------------------------------------------------
-
-    def log(self, side: Side, what: str, data: bytes = b"", *, text: bool = False) -> None:
-        self.obs.wire.add(trio.current_time() - self.started, side, what, data, text=text)
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
     @property
     def server_closed(self) -> bool:
@@ -460,30 +448,22 @@ async def run_case(case: Case, target: Target, timing: Timing | None = None) -> 
     timing = timing or Timing()
     obs = Observation()
     started = trio.current_time()
-    stream: trio.SocketStream | None = None
-    with trio.move_on_after(budget(case, timing)) as deadline:
+
+    async def opening(stream: trio.SocketStream) -> _Session | None:
         try:
-            with trio.fail_after(timing.connect_timeout):
-                stream = await trio.open_tcp_stream(target.host, target.port)
             with trio.fail_after(timing.connect_timeout):
                 leftover, deflater = await handshake(stream, target, case, obs, started)
         except Refused as exc:
             obs.refused = exc.status_line
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError) as exc:
-            obs.handshake_error = str(exc) or type(exc).__name__
-        else:
-            session = _Session(case, stream, timing, obs=obs, started=started,
-                               deflater=deflater)
-            session.parser.feed(leftover)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(session.read_loop)
-                await session.play()
-                nursery.cancel_scope.cancel()
-    if deadline.cancelled_caught:
-        obs.timed_out = True
-    if stream is not None:
-        await trio.aclose_forcefully(stream)
-    obs.duration = trio.current_time() - started
+            return None
+        session = _Session(case, stream, timing, obs=obs, started=started,
+                           deflater=deflater)
+        session.parser.feed(leftover)
+        return session
+
+    await drive(target, opening, timing=timing, obs=obs, started=started,
+                seconds=budget(case, timing),
+                errors=(OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError))
     return judge(case, obs)
 
 

@@ -1,0 +1,73 @@
+"""What every case's client session shares, RFC 6455 or legacy: its wire log, the
+notification the steps wait on, and the run that connects, opens, plays and closes
+within the case's budget."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from wscompat.conformance.timing import Timing
+from wscompat.conformance.verdict import Observation
+from wscompat.conformance.wire import Side, Target
+
+__all__ = ["Playable", "SessionBase", "drive"]
+
+
+class SessionBase:
+    """The state both sessions keep for the observation and their own steps."""
+
+    def __init__(self, stream: trio.abc.Stream, timing: Timing, *, obs: Observation,
+                 started: float) -> None:
+        self.stream = stream
+        self.timing = timing
+        self.obs = obs
+        self.started = started
+        self.ended = trio.Event()
+        self._changed = trio.Event()
+
+    def log(self, side: Side, what: str, data: bytes = b"", *, text: bool = False) -> None:
+        self.obs.wire.add(trio.current_time() - self.started, side, what, data, text=text)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+class Playable(Protocol):
+    """An opened session: its reader runs beside its steps."""
+
+    async def read_loop(self) -> None: ...
+
+    async def play(self) -> None: ...
+
+
+async def drive(
+    target: Target, opening: Callable[[trio.SocketStream], Awaitable[Playable | None]], *,
+    timing: Timing, obs: Observation, started: float, seconds: float,
+    errors: tuple[type[BaseException], ...],
+) -> None:
+    """Connect, open the session (``opening``: None when there is nothing to play), play
+    it beside its reader, all within ``seconds``; the ``errors`` of connecting and
+    opening are the observation's handshake error, never raised."""
+    stream: trio.SocketStream | None = None
+    with trio.move_on_after(seconds) as deadline:
+        try:
+            with trio.fail_after(timing.connect_timeout):
+                stream = await trio.open_tcp_stream(target.host, target.port)
+            session = await opening(stream)
+        except errors as exc:
+            obs.handshake_error = str(exc) or type(exc).__name__
+        else:
+            if session is not None:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(session.read_loop)
+                    await session.play()
+                    nursery.cancel_scope.cancel()
+    if deadline.cancelled_caught:
+        obs.timed_out = True
+    if stream is not None:
+        await trio.aclose_forcefully(stream)
+    obs.duration = trio.current_time() - started
