@@ -194,24 +194,6 @@ class _LegacySession(SessionBase):
         finally:
             self._end()
 
-    def _end(self) -> None:
-        if not self.ended.is_set():
-            self.ended.set()
-            self._notify()
-
-    async def drop(self) -> None:
-        if not self.ended.is_set():
-            self.obs.dropped_by_client = True
-            self.log("note", "the client closes TCP")
-            self._end()
-            await trio.aclose_forcefully(self.stream)
-
-    async def _fail(self, problem: str) -> None:
-        if self.obs.server_error is None:
-            self.obs.server_error = problem
-        self.log("note", f"the client fails the connection: {problem}")
-        await self.drop()
-
     async def _on_frame(self, frame: HixieFrame) -> None:
         self._log_frame("server", frame)
         if self.obs.close_received:

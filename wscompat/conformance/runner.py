@@ -152,19 +152,6 @@ class _Session(SessionBase):
         self._log_frame(frame)
         await self._write(encode_frame(frame, self._mask_key(reply=True)))
 
-    async def drop(self) -> None:
-        """Close TCP from the client side."""
-        if not self.ended.is_set():
-            self.obs.dropped_by_client = True
-            self.log("note", "the client closes TCP")
-            self._end()
-            await trio.aclose_forcefully(self.stream)
-
-    def _end(self) -> None:
-        if not self.ended.is_set():
-            self.ended.set()
-            self._notify()
-
     # reading --------------------------------------------------------------------------
 
     async def read_loop(self) -> None:
@@ -189,12 +176,6 @@ class _Session(SessionBase):
         finally:
             self._end()
             await trio.aclose_forcefully(self.stream)
-
-    async def _fail(self, problem: str) -> None:
-        if self.obs.server_error is None:
-            self.obs.server_error = problem
-        self.log("note", f"the client fails the connection: {problem}")
-        await self.drop()
 
     async def _on_frame(self, f: Received) -> None:
         self.log("server", _frame_line(f, masked=f.masked), f.payload, text=_shows_as_text(f))

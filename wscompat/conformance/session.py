@@ -1,6 +1,6 @@
 """What every case's client session shares, RFC 6455 or legacy: its wire log, the
-notification the steps wait on, and the run that connects, opens, plays and closes
-within the case's budget."""
+notification the steps wait on, how the client drops or fails the connection, and the
+run that connects, opens, plays and closes within the case's budget."""
 
 from __future__ import annotations
 
@@ -34,6 +34,25 @@ class SessionBase:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    def _end(self) -> None:
+        if not self.ended.is_set():
+            self.ended.set()
+            self._notify()
+
+    async def drop(self) -> None:
+        """Close TCP from the client side."""
+        if not self.ended.is_set():
+            self.obs.dropped_by_client = True
+            self.log("note", "the client closes TCP")
+            self._end()
+            await trio.aclose_forcefully(self.stream)
+
+    async def _fail(self, problem: str) -> None:
+        if self.obs.server_error is None:
+            self.obs.server_error = problem
+        self.log("note", f"the client fails the connection: {problem}")
+        await self.drop()
 
 
 class Playable(Protocol):
