@@ -243,6 +243,9 @@ class Driver:
         if conn.phase is Phase.DECIDE:
             self.decide(conn)
             self._note()
+        elif conn.phase is Phase.PLAIN:  # the health check, as a serving server answers it
+            conn.answer_health(serving=True)
+            self._note()
         for event in conn.events():
             self.events.append(event)
             if self.echo and isinstance(event, Message) and conn.state is State.OPEN:

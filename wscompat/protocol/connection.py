@@ -409,6 +409,15 @@ class ServerConnection(_Open):
         """Answer a request of phase PLAIN (a HEAD gets the head alone), then close."""
         self.handshake.respond(status, body, content_type, headers)
 
+    def answer_health(self, *, serving: bool) -> None:
+        """Answer a health check (phase PLAIN): 200 while serving, 503 with Retry-After
+        while the server shuts down, so that a load balancer takes it out."""
+        if serving:
+            self.respond(200, b"ok\n", "text/plain; charset=utf-8")
+        else:
+            self.respond(503, b"shutting down\n", "text/plain; charset=utf-8",
+                         (("Retry-After", "5"),))
+
     def _maybe_open(self) -> None:
         hs = self.handshake
         if hs.phase is not HandshakePhase.OPEN or self.framer is not None:

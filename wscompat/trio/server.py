@@ -475,10 +475,8 @@ def _answer_plain(proto: ServerConnection, server: Server) -> None:
     if path == METRICS_PATH and server.metrics is not None and server.options.metrics:
         server.sync_metrics()
         proto.respond(200, server.metrics.exposition(), METRICS_CONTENT_TYPE)
-    elif server.state is State.SERVING:
-        proto.respond(200, b"ok\n", "text/plain; charset=utf-8")
     else:
-        proto.respond(503, b"shutting down\n", "text/plain; charset=utf-8", BUSY_RETRY)
+        proto.answer_health(serving=server.state is State.SERVING)
 
 
 def _refused(

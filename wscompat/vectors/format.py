@@ -445,6 +445,8 @@ class _EchoSession:
         proto = self.proto
         if proto.phase is Phase.DECIDE:
             proto.accept(proto.choose_subprotocol(proto.upgrade_request()))
+        elif proto.phase is Phase.PLAIN:
+            proto.answer_health(serving=True)  # a server the vector runs on is serving
         for event in proto.events():
             if isinstance(event, Message):
                 self.events.append(event.data)
