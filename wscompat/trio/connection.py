@@ -46,7 +46,8 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import trio
 
@@ -59,6 +60,7 @@ from wscompat.errors import (
     UnsupportedByDraft,
     closed_error,
 )
+from wscompat.options import ServerOptions
 from wscompat.protocol.connection import ClientConnection, Established, ServerConnection
 from wscompat.protocol.framing import Closed, Event, Message, Pong, State
 from wscompat.protocol.http import Request, RequestView
@@ -81,16 +83,19 @@ with the others; a longer one is written at once (a write of its own costs littl
 beside its size, and gathering it would copy it)."""
 
 
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ServerOptions)}
+
 @dataclass(frozen=True)
 class IOSettings:
-    """The I/O layer's share of the server options, built once per server."""
+    """The I/O layer's share of the server options, built once per server; its defaults
+    are ServerOptions' (the client's too)."""
 
-    max_queue: int = 16
-    max_queue_bytes: int = 2**18
-    close_timeout: float = 5.0
-    read_size: int = 131072
-    write_limit: int = 65536
-    log_payloads: bool = False
+    max_queue: int = _DEFAULTS["max_queue"]
+    max_queue_bytes: int = _DEFAULTS["max_queue_bytes"]
+    close_timeout: float = _DEFAULTS["close_timeout"]
+    read_size: int = _DEFAULTS["read_size"]
+    write_limit: int = _DEFAULTS["write_limit"]
+    log_payloads: bool = _DEFAULTS["log_payloads"]
 
 
 @dataclass
