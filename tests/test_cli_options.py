@@ -138,7 +138,12 @@ def test_the_check_reports_a_default_on_boolean_without_a_no_flag(
         (["--max-head-size", "8KiB"], {"max_head_size": 8192}),
         (["--compress-min-size", "1k"], {"compress_min_size": 1024}),
         (["--max-message-size", "none"], {"max_message_size": None}),
-        (["--drafts", "13,8"], {"drafts": frozenset({Draft.RFC6455, Draft.HYBI08})}),
+        (["--drafts", "13,8"],
+         {"drafts": frozenset({Draft.RFC6455, Draft.HYBI08}), "http2": False}),
+        (["--drafts", "13,h2"], {"drafts": frozenset({Draft.RFC6455})}),
+        (["--no-http2"], {"http2": False}),
+        (["--http2", "off"], {"http2": False}),
+        (["--drafts", "13", "--http2", "on"], {"drafts": frozenset({Draft.RFC6455})}),
         (["--origins", "https://a.example, https://*.b.example"],
          {"origins": ["https://a.example", "https://*.b.example"]}),
         (["--record", "out", "--record-frames", "3"], {"record_dir": "out", "record_frames": 3}),
@@ -214,8 +219,10 @@ def test_help_states_each_new_limit_and_its_default(
         "--hixie76-early-head, --no-hixie76-early-head send the hixie-76 101 head",
         "waits for key3 (default: True)",
         "--refuse-missing-origin, --no-allow-missing-origin refuse requests",
-        "--drafts LIST drafts to accept, e.g. 75,76,7,8,13; others get 426 "
-        "(default: 75,76,7,8,13)",
+        "--drafts LIST drafts to accept, e.g. 75,76,7,8,13,h2 (h2: RFC 8441, WebSocket "
+        "over HTTP/2); others get 426 (default: 75,76,7,8,13,h2)",
+        "--h2-max-streams N streams one HTTP/2 connection may have open at once "
+        "(default: 100)",
     ):
         assert expected in help_text
 

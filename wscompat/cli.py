@@ -26,7 +26,7 @@ from wscompat.cliparse import byte_count, positive_byte_count
 from wscompat.conformance.cli import COMMANDS as CONFORM_COMMANDS
 from wscompat.conformance.cli import add_commands as add_conform_commands
 from wscompat.conformance.cli import run as run_conform_command
-from wscompat.drafts import Draft, parse_drafts
+from wscompat.drafts import Draft, DraftSet, parse_drafts
 from wscompat.gateway.cli import COMMANDS as GATEWAY_COMMANDS
 from wscompat.gateway.cli import add_commands as add_gateway_commands
 from wscompat.gateway.cli import run as run_gateway_command
@@ -210,16 +210,33 @@ def _origins(text: str) -> list[str]:
     return patterns
 
 
-def _drafts(text: str) -> frozenset[Draft]:
+def _drafts(text: str) -> DraftSet:
     try:
         return parse_drafts(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _draft_list(drafts: frozenset[Draft]) -> str:
-    """``drafts`` as ``--drafts`` takes them, in protocol order (``75,76,7,8,13``)."""
-    return ",".join(draft.short for draft in Draft if draft in drafts)
+def _draft_list(drafts: frozenset[Draft], *, http2: bool = False) -> str:
+    """``drafts`` as ``--drafts`` takes them, in protocol order (``75,76,7,8,13,h2``)."""
+    return ",".join([*(draft.short for draft in Draft if draft in drafts),
+                     *(["h2"] if http2 else [])])
+
+
+class _OnOff(argparse.Action):
+    """``--http2 [on|off]`` and ``--no-http2``; remembers that it was given, since an
+    explicit choice outranks what ``--drafts`` implies."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if option_string is not None and option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"argument {option_string}: takes no value")
+            value = False
+        else:
+            value = values is None or values == "on"
+        setattr(namespace, self.dest, value)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def _host(text: str) -> str:
@@ -369,6 +386,25 @@ RENAMED_FLAGS: dict[str, str] = {"record_dir": "--record"}
 """Fields whose flag is not ``--field-name`` (or ``--no-field-name``)."""
 
 
+def _add_http2_arguments(option: Callable[..., None]) -> None:
+    """The HTTP/2 (RFC 8441) flags of ``serve`` and ``proxy``."""
+    option("http2", "--http2", "--no-http2", action=_OnOff, nargs="?", choices=["on", "off"],
+           metavar="on|off",
+           help="serve HTTP/2 on the same port (ALPN h2 with TLS, the preface in cleartext) "
+           "and WebSocket over it (RFC 8441); '--http2 off' or --no-http2 turns it off; "
+           "by default on when --drafts names h2 (as it does by default)")
+    option("h2_max_streams", type=_count, metavar="N",
+           help="streams one HTTP/2 connection may have open at once")
+    option("h2_max_header_list", type=positive_byte_count, metavar="BYTES",
+           help="decoded header bytes in one HTTP/2 request")
+    option("h2_stream_window", type=positive_byte_count, metavar="BYTES",
+           help="receive window of each HTTP/2 stream: bytes a client may send a WebSocket "
+           "that is not read")
+    option("h2_flood_limit", type=_count, metavar="N",
+           help="HTTP/2 frames of each flood kind (RST_STREAM, SETTINGS, PING, PRIORITY, "
+           "empty) allowed at once, refilled at N/10 per second; past it, GOAWAY")
+
+
 def _add_serve_arguments(s: argparse.ArgumentParser) -> None:
     d = ServerOptions()
 
@@ -383,8 +419,11 @@ def _add_serve_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--port", type=_port, default=8080, help="TCP port (0 picks a free one)")
     s.add_argument("--app", metavar="MODULE:FUNCTION",
                    help="async handler(ws) to serve instead of the echo server")
-    option("drafts", type=_drafts, default=_draft_list(d.drafts), metavar="LIST",
-           help="drafts to accept, e.g. 75,76,7,8,13; others get 426")
+    option("drafts", type=_drafts, default=_draft_list(d.drafts, http2=d.http2),
+           metavar="LIST",
+           help="drafts to accept, e.g. 75,76,7,8,13,h2 (h2: RFC 8441, WebSocket over "
+           "HTTP/2); others get 426")
+    _add_http2_arguments(option)
     option("subprotocols", type=_subprotocols, metavar="A,B",
            help="subprotocols to accept (client's order decides); by default the "
            "echo server accepts whatever the client offers first")
@@ -593,6 +632,8 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         kwargs["policy"] = _policy(args.policy_file)
     if args.subprotocols is None and args.app is None:
         kwargs["select_subprotocol"] = _first_offered
+    if not getattr(args, "http2_given", False):
+        kwargs["http2"] = getattr(args.drafts, "http2", True)
     try:
         return ServerOptions(**kwargs)
     except ValueError as exc:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["ALL_DRAFTS", "Capabilities", "Draft", "capabilities", "parse_drafts"]
+__all__ = [
+    "ALL_DRAFTS", "HTTP2_NAMES", "Capabilities", "Draft", "DraftSet", "capabilities",
+    "parse_drafts",
+]
 
 
 class Draft(enum.Enum):
@@ -93,24 +96,44 @@ def capabilities(draft: Draft) -> Capabilities:
     return _CAPS[draft]
 
 
-def parse_drafts(text: str) -> frozenset[Draft]:
-    """Parse a comma-separated list such as ``75,76,7,8,13`` (names like ``hixie-76`` work too).
+HTTP2_NAMES = frozenset({"h2", "rfc8441"})
+"""Names of RFC 8441 (RFC 6455 over HTTP/2) in a draft list. It is no ``Draft`` of its
+own: its framing is RFC 6455's, and only the HTTP under the handshake differs."""
+
+
+class DraftSet(frozenset[Draft]):
+    """The HTTP/1.1 drafts of a draft list, and whether it named HTTP/2 (``h2``)."""
+
+    http2: bool = False
+
+
+def parse_drafts(text: str) -> DraftSet:
+    """Parse a comma-separated list such as ``75,76,7,8,13,h2`` (names like ``hixie-76``
+    and ``rfc8441`` work too; ``all`` is every one, HTTP/2 included).
 
     Raises ValueError naming the unknown entry, so a typo on the command line is obvious.
     """
     by_name = {d.short: d for d in Draft} | {d.value: d for d in Draft}
     chosen: set[Draft] = set()
+    http2 = False
     for raw in text.split(","):
         item = raw.strip().lower()
         if not item:
             continue
         if item == "all":
             chosen |= ALL_DRAFTS
+            http2 = True
+            continue
+        if item in HTTP2_NAMES:
+            http2 = True
             continue
         if item not in by_name:
             known = ", ".join(d.short for d in Draft)
-            raise ValueError(f"unknown draft {item!r} (known: {known}, or all)")
+            raise ValueError(f"unknown draft {item!r} (known: {known}, h2, or all)")
         chosen.add(by_name[item])
     if not chosen:
-        raise ValueError("no draft enabled")
-    return frozenset(chosen)
+        raise ValueError("no draft enabled" if not http2 else
+                         "no HTTP/1.1 draft enabled: h2 needs 13 beside it")
+    drafts = DraftSet(chosen)
+    drafts.http2 = http2
+    return drafts

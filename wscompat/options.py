@@ -16,6 +16,7 @@ from wscompat.protocol.connection import ConnectionSettings, SelectSubprotocol, 
 from wscompat.protocol.extensions import CompressionMode, CompressionSettings
 from wscompat.protocol.handshake import HandshakeSettings
 from wscompat.protocol.handshake.origin import validate_patterns
+from wscompat.protocol.http2 import H2Settings
 from wscompat.protocol.policy import DEFAULT_POLICY
 
 if TYPE_CHECKING:  # the core only names the type; the I/O layer uses it
@@ -25,6 +26,8 @@ __all__ = ["METRICS_PATH", "Acceptance", "Rejection", "ServerOptions", "UpgradeR
 
 READ_SIZE_MAX = 2**24
 """The largest ``read_size``: each read asks for (and briefly allocates) that many bytes."""
+H2_WINDOW_MAX = 2**24
+"""The largest ``h2_stream_window`` (HTTP/2 allows 2**31-1; a window is memory)."""
 METRICS_PATH = "/metrics"
 """Where Prometheus metrics are served on the WebSocket port (``metrics=True``)."""
 
@@ -105,6 +108,24 @@ class ServerOptions:
     tcp_keepalive: float | None = 60.0
     """Seconds of silence before the kernel probes a hixie connection (which has no
     ping) with TCP keepalive; a peer that is gone is dropped within about twice that."""
+
+    # HTTP/2 (RFC 8441; see docs/drafts/rfc8441.md).
+    http2: bool = True
+    """Serve WebSocket over HTTP/2 on the same port: ALPN ``h2`` with TLS, the connection
+    preface in cleartext; extended CONNECT is advertised."""
+    h2_max_streams: int = 100
+    """Streams one HTTP/2 connection may have open at once (its WebSockets count toward
+    ``max_connections`` as well)."""
+    h2_max_header_list: int = 16384
+    """Bytes of decoded header fields in one HTTP/2 request (the stream is refused
+    above, the connection ends with GOAWAY if the block cannot be decoded)."""
+    h2_stream_window: int = 131072
+    """Each HTTP/2 stream's receive window: bytes a client may send a WebSocket that is
+    not read (128 KiB)."""
+    h2_flood_limit: int = 100
+    """Frames of each flood kind (RST_STREAM, SETTINGS, PING, PRIORITY, empty frames) an
+    HTTP/2 client may send at once, refilled at a tenth of that per second; past it,
+    GOAWAY ENHANCE_YOUR_CALM."""
 
     # Who gets in.
     origins: Sequence[str] | None = None
@@ -208,7 +229,8 @@ class ServerOptions:
         once, a zero read size would never read. Each error names the field."""
         positive = ("max_head_size", "max_headers", "handshake_timeout", "max_queue",
                     "max_queue_bytes", "close_timeout", "read_size", "ping_timeout",
-                    "tls_handshake_timeout", "record_max_files")
+                    "tls_handshake_timeout", "record_max_files", "h2_max_streams",
+                    "h2_max_header_list", "h2_stream_window", "h2_flood_limit")
         optional = ("max_message_size", "max_frame_size", "max_connections",
                     "idle_timeout", "ping_interval", "tcp_keepalive")
         for name in positive:
@@ -219,6 +241,9 @@ class ServerOptions:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be more than 0 (or None), not {value!r}")
+        if self.h2_stream_window > H2_WINDOW_MAX:
+            raise ValueError(f"h2_stream_window must be at most {H2_WINDOW_MAX} bytes, not "
+                             f"{self.h2_stream_window!r}")
         if self.read_size > READ_SIZE_MAX:
             raise ValueError(f"read_size must be at most {READ_SIZE_MAX} bytes (16 MiB), "
                              f"not {self.read_size!r}: each read allocates that much")
@@ -242,6 +267,7 @@ class ServerOptions:
             hixie76_early_head=self.hixie76_early_head,
             policy=self.policy,
             compression=self.compression_settings(),
+            http2=self.http2,
             plain_paths=frozenset(
                 path for path in (self.health_path, METRICS_PATH if self.metrics else None)
                 if path is not None
@@ -256,6 +282,14 @@ class ServerOptions:
             subprotocols=None if self.subprotocols is None else frozenset(self.subprotocols),
             select_subprotocol=self.select_subprotocol,
         )
+
+    @cached_property
+    def h2_settings(self) -> H2Settings:
+        """HTTP/2's limits, built once per server."""
+        return H2Settings(max_streams=self.h2_max_streams,
+                          max_header_list=self.h2_max_header_list,
+                          stream_window=self.h2_stream_window,
+                          flood_limit=self.h2_flood_limit)
 
     def handshake_settings(self, *, secure: bool = False) -> HandshakeSettings:
         """Handshake settings; ``secure`` when this connection came over TLS."""

@@ -162,7 +162,8 @@ POLICY_ANSWER = (
 PLAIN_PAGE = (
     "<!doctype html><title>wscompat</title>"
     "<p>This is a WebSocket endpoint served by wscompat. It speaks hixie-75, hixie-76 "
-    "(hybi-00), hybi-07, hybi-08 and RFC 6455; connect with a WebSocket client.</p>"
+    "(hybi-00), hybi-07, hybi-08, RFC 6455 and RFC 8441 (over HTTP/2); connect with a "
+    "WebSocket client.</p>"
 )
 
 

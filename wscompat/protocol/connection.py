@@ -52,6 +52,7 @@ __all__ = [
     "Phase",
     "ServerConnection",
     "UpgradeRequest",
+    "choose_subprotocol",
     "make_framer",
 ]
 
@@ -108,6 +109,9 @@ class Phase(enum.Enum):
     """A TLS ClientHello arrived: the I/O layer wraps the stream or closes it."""
     PLAIN = "plain"
     """A plain GET or HEAD for one of the settings' ``plain_paths``: call respond()."""
+    HTTP2 = "http2"
+    """The HTTP/2 connection preface arrived (cleartext, prior knowledge): the I/O layer
+    hands the connection, with its ``buffered`` bytes, to an HTTP/2 session."""
 
 
 _FRAMER_PHASE = {State.OPEN: Phase.OPEN, State.CLOSING: Phase.CLOSING, State.CLOSED: Phase.CLOSED}
@@ -133,6 +137,24 @@ def make_framer(
         extensions=list(extensions),
         client=client,
     )
+
+
+def choose_subprotocol(settings: ConnectionSettings, upgrade: UpgradeRequest) -> str | None:
+    """The settings' choice: the callback's, else the first one in the client's list
+    that ``subprotocols`` contains, else none (HTTP/1.1 and HTTP/2 alike)."""
+    offered = upgrade.offered_subprotocols
+    if not offered:
+        return None
+    select = settings.select_subprotocol
+    if select is not None:
+        chosen = select(upgrade, offered)
+        if chosen is not None and chosen not in offered:
+            raise ValueError(f"select_subprotocol chose {chosen!r}, which was not offered")
+        return chosen
+    supported = settings.subprotocols
+    if supported is None:
+        return None
+    return next((p for p in offered if p in supported), None)
 
 
 class _Open:
@@ -298,6 +320,8 @@ class ServerConnection(_Open):
             return Phase.TLS
         if hs is HandshakePhase.PLAIN:
             return Phase.PLAIN
+        if hs is HandshakePhase.HTTP2:
+            return Phase.HTTP2
         return Phase.HANDSHAKE
 
     @property
@@ -319,7 +343,7 @@ class ServerConnection(_Open):
 
     @property
     def buffered(self) -> bytes:
-        """In phase TLS: the bytes read so far, for the TLS layer to read again."""
+        """In phase TLS or HTTP2: the bytes read so far, for the next layer to read."""
         return self.handshake.buffered
 
     @property
@@ -367,6 +391,13 @@ class ServerConnection(_Open):
 
     # -- decisions ----------------------------------------------------------------------
 
+    def http2_negotiated(self) -> None:
+        """TLS's ALPN chose ``h2``: the connection is HTTP/2 from its first byte (phase
+        HTTP2, nothing buffered)."""
+        if self.handshake.phase is not HandshakePhase.SNIFF or self.handshake.buffered:
+            raise RuntimeError("ALPN is decided before any byte is read")
+        self.handshake.phase = HandshakePhase.HTTP2
+
     def upgrade_request(self, remote: tuple[str, int] | None = None) -> UpgradeRequest:
         """The request being decided on, for ``process_request`` and subprotocol choice."""
         hs = self.handshake
@@ -376,21 +407,7 @@ class ServerConnection(_Open):
                               self.secure)
 
     def choose_subprotocol(self, upgrade: UpgradeRequest) -> str | None:
-        """The settings' choice: the callback's, else the first one in the client's list
-        that ``subprotocols`` contains, else none."""
-        offered = upgrade.offered_subprotocols
-        if not offered:
-            return None
-        select = self.settings.select_subprotocol
-        if select is not None:
-            chosen = select(upgrade, offered)
-            if chosen is not None and chosen not in offered:
-                raise ValueError(f"select_subprotocol chose {chosen!r}, which was not offered")
-            return chosen
-        supported = self.settings.subprotocols
-        if supported is None:
-            return None
-        return next((p for p in offered if p in supported), None)
+        return choose_subprotocol(self.settings, upgrade)
 
     def accept(self, subprotocol: str | None = None) -> None:
         """Answer the upgrade; hixie-76 still needs key3 if it has not come yet."""

@@ -1,9 +1,10 @@
 """Classify the first bytes of a connection before any HTTP parsing.
 
 Theory of operation: a connection on a wscompat port may carry a TLS ClientHello, a
-Flash socket policy request, or an HTTP request head (any WebSocket draft, or a plain
-page request). The policy request ends with a NUL byte and no CRLF, so an HTTP parser
-waiting for a blank line would hang on it: the sniffer looks at raw bytes first and
+Flash socket policy request, the HTTP/2 connection preface (RFC 8441 over cleartext
+HTTP/2), or an HTTP request head (any WebSocket draft, or a plain page request). The
+policy request ends with a NUL byte and no CRLF, so an HTTP parser waiting for a blank
+line would hang on it: the sniffer looks at raw bytes first and
 decides as early as it can. It never consumes input; the caller keeps its buffer and
 hands it on unchanged to whatever handles the kind that was recognised.
 """
@@ -13,9 +14,10 @@ from __future__ import annotations
 import enum
 import re
 
-__all__ = ["POLICY_REQUEST", "Kind", "sniff"]
+__all__ = ["HTTP2_PREFACE", "POLICY_REQUEST", "Kind", "sniff"]
 
 POLICY_REQUEST = b"<policy-file-request/>\x00"
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _POLICY_PREFIX = b"<policy-file-request"
 # A token as RFC 9110 defines it, followed by the space that ends the method.
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20} ")
@@ -27,6 +29,8 @@ class Kind(enum.Enum):
     TLS = "tls"
     POLICY = "policy"
     HTTP = "http"
+    HTTP2 = "http2"
+    """The HTTP/2 connection preface (cleartext HTTP/2 with prior knowledge)."""
     GARBAGE = "garbage"
 
 
@@ -64,6 +68,12 @@ def sniff(data: bytes, *, limit: int = 64) -> Kind:
     if first in (0x16, 0x80):
         # TLS handshake record, or an SSLv2-compatible ClientHello header.
         return Kind.TLS
+    if first == ord("P") and data[:3] == b"PRI"[: len(data)]:
+        # The HTTP/2 preface: whole, it is HTTP/2; a prefix of it may still become it.
+        if data[: len(HTTP2_PREFACE)] == HTTP2_PREFACE:
+            return Kind.HTTP2
+        if HTTP2_PREFACE.startswith(data):
+            return Kind.NEED_MORE
     if first == ord("<"):
         kind = _policy(data)
     elif _METHOD.match(data):

@@ -64,6 +64,7 @@ from wscompat.options import ServerOptions
 from wscompat.protocol.connection import ClientConnection, Established, ServerConnection
 from wscompat.protocol.framing import Closed, Event, Message, Pong, State
 from wscompat.protocol.http import Request, RequestView
+from wscompat.protocol.http2 import H2ServerStream
 from wscompat.trio.transport import Transport
 
 __all__ = ["FAIR_RUN", "Connection", "ConnectionStats", "Flusher", "IOSettings", "Keepalive"]
@@ -246,6 +247,8 @@ class Connection(RequestView):
     same on every draft. Operations a draft cannot express raise UnsupportedByDraft.
     """
 
+    http_version = "1.1"
+    """``2`` for a WebSocket over an HTTP/2 stream (RFC 8441), whose draft is RFC 6455."""
     context: object = None
     """What ``process_request`` handed over in its Acceptance (a gateway's backend)."""
     _close_reads = False
@@ -254,7 +257,7 @@ class Connection(RequestView):
     def __init__(
         self,
         transport: Transport,
-        protocol: ServerConnection | ClientConnection | Established,
+        protocol: ServerConnection | ClientConnection | Established | H2ServerStream,
         request: Request,
         *,
         subprotocol: str | None = None,
@@ -304,6 +307,11 @@ class Connection(RequestView):
     @property
     def draft(self) -> Draft:
         return self._draft
+
+    @property
+    def generation(self) -> str:
+        """The draft's name, or ``rfc8441`` for RFC 6455 over HTTP/2 (logs, metrics)."""
+        return "rfc8441" if self.http_version == "2" else self._draft.value
 
     @property
     def caps(self) -> Capabilities:

@@ -60,7 +60,9 @@ class Transport:
 
     @property
     def secure(self) -> bool:
-        return isinstance(self._stream, trio.SSLStream)
+        """TLS, here or under an HTTP/2 stream (whose ``secure`` says so)."""
+        stream = self._stream
+        return isinstance(stream, trio.SSLStream) or getattr(stream, "secure", False) is True
 
     def _check(self) -> int:
         if self._closed:

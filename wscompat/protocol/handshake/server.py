@@ -17,6 +17,8 @@ machine moves through phases and says what to write with :meth:`data_to_send`.
             bytes belong to the framer
 ``CLOSE``   write what :meth:`data_to_send` returns, then close the connection
 ``TLS``     a TLS record arrived; the I/O layer wraps the stream or closes it
+``HTTP2``   the HTTP/2 connection preface arrived and ``http2`` is on: the I/O layer
+            hands the connection to :mod:`wscompat.protocol.http2`
 
 Every rejection goes through :meth:`reject`, so each error maps to one response here.
 """
@@ -39,7 +41,7 @@ from wscompat.protocol.http import HeadParser, Request, error_response, response
 from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
 from wscompat.protocol.sniff import Kind, sniff
 
-__all__ = ["Accepted", "HandshakeSettings", "Phase", "ServerHandshake"]
+__all__ = ["PLAIN_PAGE", "Accepted", "HandshakeSettings", "Phase", "ServerHandshake"]
 
 
 class Phase(enum.Enum):
@@ -51,6 +53,7 @@ class Phase(enum.Enum):
     OPEN = "open"
     CLOSE = "close"
     TLS = "tls"
+    HTTP2 = "http2"
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class HandshakeSettings:
     policy: str = DEFAULT_POLICY
     compression: CompressionSettings | None = None
     """Compression extensions to negotiate on hybi drafts; None negotiates none."""
+    http2: bool = False
+    """The HTTP/2 connection preface starts an HTTP/2 session (phase HTTP2); off, it is
+    read as an HTTP/1.1 request line (and refused)."""
     plain_paths: frozenset[str] = frozenset()
     """Paths (without query) whose plain GET and HEAD requests the I/O layer answers
     itself (phase PLAIN), such as a health check; every other plain request gets 426."""
@@ -92,10 +98,11 @@ class Accepted:
     """The agreed extensions' per-connection objects, for the framer."""
 
 
-_PLAIN_PAGE = (
+PLAIN_PAGE = (
     "<!doctype html><title>wscompat</title>"
     "<p>This is a WebSocket endpoint served by wscompat. It speaks hixie-75, hixie-76 "
-    "(hybi-00), hybi-07, hybi-08 and RFC 6455; connect with a WebSocket client.</p>"
+    "(hybi-00), hybi-07, hybi-08, RFC 6455 and RFC 8441 (over HTTP/2); connect with a "
+    "WebSocket client.</p>"
 )
 
 
@@ -150,6 +157,14 @@ class ServerHandshake:
             self.phase = Phase.CLOSE
         elif self.kind is Kind.TLS:
             self.phase = Phase.TLS
+        elif self.kind is Kind.HTTP2:
+            if self.settings.http2:
+                self.phase = Phase.HTTP2
+            else:  # an HTTP/1.1 server sees a request line it cannot serve
+                self.kind = Kind.HTTP
+                self.phase = Phase.HEAD
+                data, self._buffer = self._buffer, b""
+                self._feed_head(data)
         else:
             self.phase = Phase.CLOSE
 
@@ -188,7 +203,7 @@ class ServerHandshake:
         draft = detect(request, drafts)
         if draft is None:
             page = error_response(
-                426, _PLAIN_PAGE,
+                426, PLAIN_PAGE,
                 (("Upgrade", "websocket"), *version_header(drafts)),
                 content_type="text/html; charset=utf-8",
             )

@@ -1,0 +1,361 @@
+"""Serving one HTTP/2 connection (RFC 8441): its read loop, and each stream as a byte
+stream under an ordinary :class:`~wscompat.trio.connection.Connection`.
+
+Theory of operation: one task reads the socket and feeds the sans-I/O
+:class:`~wscompat.protocol.http2.H2ServerSession`; every WebSocket request starts a
+task of its own, which decides on it exactly as the HTTP/1.1 server does
+(``_decide``: shutdown, ``max_connections``, ``process_request``, subprotocol) and then
+runs the handler over a :class:`Connection` whose transport is the stream
+(:class:`StreamIO`). That Connection neither knows nor cares that its bytes travel in
+DATA frames: the framer, the queues, keepalive, close and every limit are the ones
+every other generation uses.
+
+Writes: whichever task has bytes for the wire writes everything the session has
+queued; a task that finds a write in progress leaves its bytes to it, and a stream's
+``send_all`` returns only once its bytes went out (flow control allowing) and no write
+is pending, so a client that stops reading stops its writers instead of filling memory.
+
+Shutdown: the read loop runs shielded, because the streams' closing handshakes need it
+to read the answers. When the server is cancelled it sends a graceful GOAWAY, and the
+loop ends once the last stream's task is done or ``close_timeout`` has passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import trio
+from h2.errors import ErrorCodes
+
+from wscompat.protocol.connection import Phase
+from wscompat.protocol.http2 import (
+    DataArrived,
+    H2Event,
+    H2ServerSession,
+    H2ServerStream,
+    RequestReceived,
+    SessionEnded,
+    StreamEnded,
+    StreamReset,
+)
+from wscompat.trio.serving import (
+    REJECT_LINGER,
+    Handler,
+    Server,
+    State,
+    answer_plain,
+    decide,
+    not_opened,
+    refused,
+    run_handler,
+    start_connection,
+)
+from wscompat.trio.streams import fmt_remote
+from wscompat.trio.transport import Transport
+
+__all__ = ["StreamIO", "serve_http2"]
+
+logger = logging.getLogger("wscompat.server")
+FLUSH_TIMEOUT = 1.0
+"""Seconds a last write (a reset, a GOAWAY) may take when the peer does not read."""
+
+
+class StreamIO(trio.abc.HalfCloseableStream):
+    """One HTTP/2 stream as a trio byte stream: what the session received for it, and
+    DATA frames for what is sent."""
+
+    def __init__(self, mux: _Mux, stream: H2ServerStream) -> None:
+        self._mux = mux
+        self._stream = stream
+        self.secure = stream.secure
+        """The HTTP/2 connection runs over TLS (what ``Transport.secure`` reports)."""
+        self._readable = trio.lowlevel.ParkingLot()
+        self._writable = trio.lowlevel.ParkingLot()
+        self._closed = False
+        mux.ios[stream.stream_id] = self
+
+    def wake(self) -> None:
+        self._readable.unpark_all()
+        self._writable.unpark_all()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        stream, session = self._stream, self._mux.session
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the stream is closed")
+            if stream.inbox:
+                data = session.take(stream, max_bytes or self._mux.read_size)
+                self._mux.flush_soon()  # the window handed back
+                await trio.lowlevel.checkpoint()
+                return data
+            if stream.ended:
+                await trio.lowlevel.checkpoint()
+                return b""
+            if stream.reset_code is not None or session.ended:
+                raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+            await self._readable.park()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        stream, session, mux = self._stream, self._mux.session, self._mux
+        if self._closed:
+            raise trio.ClosedResourceError("the stream is closed")
+        if not stream.alive:
+            raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+        session.send(stream, data)
+        await mux.flush()
+        while session.pending(stream) or mux.writing:
+            if not stream.alive:
+                raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+            if session.pending(stream):
+                await self._writable.park()
+            else:
+                await mux.wait_written()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        while self._mux.session.pending(self._stream) and self._stream.alive:
+            await self._writable.park()
+
+    async def send_eof(self) -> None:
+        """END_STREAM after what was sent (the WebSocket's closing handshake is over)."""
+        stream = self._stream
+        if stream.alive and not stream.end_queued:
+            self._mux.session.send(stream, end=True)
+            await self._mux.flush()
+
+    async def aclose(self) -> None:
+        """Forget the stream; one not closed both ways is reset (CANCEL)."""
+        if self._closed:
+            return
+        self._closed = True
+        stream = self._stream
+        if not (stream.end_sent and stream.ended):
+            self._mux.session.reset(stream, ErrorCodes.CANCEL)
+        else:
+            self._mux.session.reset(stream)  # forgets it
+        self._mux.ios.pop(stream.stream_id, None)
+        self.wake()
+        await self._mux.flush_quietly()
+        await trio.lowlevel.checkpoint()
+
+
+def _code(code: int | None) -> str:
+    if code is None:
+        return "connection ended"
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return str(code)
+
+
+class _Mux:
+    """The shared state of one HTTP/2 connection's tasks."""
+
+    def __init__(self, server: Server, transport: Transport, session: H2ServerSession, *,
+                 remote: tuple[str, int] | None, handler: Handler) -> None:
+        self.server = server
+        self.transport = transport
+        self.session = session
+        self.remote = remote
+        self.handler = handler
+        self.read_size = server.options.read_size
+        self.ios: dict[int, StreamIO] = {}
+        self.tasks = 0
+        """Stream tasks still running."""
+        self.writing = False
+        self._written = trio.lowlevel.ParkingLot()
+        self.nursery: trio.Nursery | None = None
+        self.read_scope: trio.CancelScope | None = None
+        self.stopping = False
+        self._flush_pending = False
+
+    async def flush(self) -> None:
+        """Write what the session has queued, unless a write is in progress (whose
+        task takes it). A broken transport ends the session for every stream."""
+        if self.writing:
+            return
+        self.writing = True
+        try:
+            while True:
+                out = self.session.data_to_send()
+                if not out:
+                    break
+                await self.transport.send_all(out)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._lost()
+            raise
+        finally:
+            self.writing = False
+            self._written.unpark_all()
+
+    async def flush_quietly(self) -> None:
+        """Flush even in a cancelled scope (bounded), ignoring a transport that broke."""
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + FLUSH_TIMEOUT
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.flush()
+
+    def flush_soon(self) -> None:
+        """Have the window updates a read produced written, without waiting here."""
+        if self._flush_pending or self.nursery is None:
+            return
+        self._flush_pending = True
+        self.nursery.start_soon(self._flush_later)
+
+    async def _flush_later(self) -> None:
+        self._flush_pending = False
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.flush()
+
+    async def wait_written(self) -> None:
+        await self._written.park()
+
+    def _lost(self) -> None:
+        self.session.terminate(int(ErrorCodes.INTERNAL_ERROR), "connection lost")
+        self.session.data_to_send()  # nobody can read it
+        for io in list(self.ios.values()):
+            io.wake()
+
+    def dispatch(self, events: list[H2Event]) -> None:
+        for event in events:
+            if type(event) is RequestReceived:
+                self._on_request(event.stream)
+            elif type(event) is DataArrived or type(event) is StreamEnded:
+                io = self.ios.get(event.stream.stream_id)
+                if io is not None:
+                    io._readable.unpark_all()
+            elif type(event) is StreamReset:
+                io = self.ios.get(event.stream.stream_id)
+                if io is not None:
+                    io.wake()
+            elif type(event) is SessionEnded:
+                for io in list(self.ios.values()):
+                    io.wake()
+            else:  # WindowOpened
+                for io in self.ios.values():
+                    io._writable.unpark_all()
+
+    def _on_request(self, stream: H2ServerStream) -> None:
+        server = self.server
+        if self.read_scope is not None and not self.stopping:
+            self.read_scope.deadline = math.inf  # a request came: no handshake timeout
+        phase = stream.phase
+        if phase is Phase.PLAIN:
+            answer_plain(stream, server)
+            refused(stream, server, self.remote, secure=stream.secure)
+        elif phase is Phase.DECIDE:
+            assert self.nursery is not None
+            self.tasks += 1
+            self.nursery.start_soon(self._serve_stream, stream)
+        else:
+            refused(stream, server, self.remote, secure=stream.secure)
+
+    async def _serve_stream(self, stream: H2ServerStream) -> None:
+        server = self.server
+        assert self.nursery is not None
+        options = server.options
+        server.active += 1
+        contexts: list[object] = []
+        io = StreamIO(self, stream)
+        transport = Transport(io)
+        started = trio.current_time()
+        try:
+            with trio.move_on_after(options.handshake_timeout) as deadline:
+                await decide(stream, server, self.remote, contexts)
+                await self.flush()
+            if deadline.cancelled_caught or stream.phase is not Phase.OPEN:
+                if stream.rejection is not None:
+                    refused(stream, server, self.remote, secure=stream.secure)
+                await not_opened(server, self.remote, transport, contexts,
+                                      timed_out=deadline.cancelled_caught)
+                return
+            ws, watchers = start_connection(server, transport, stream, remote=self.remote,
+                                      nursery=self.nursery, flusher=None, recorder=None)
+            ws.http_version = "2"
+            if contexts:
+                ws.context = contexts[-1]
+            await run_handler(server, ws, self.handler, watchers=watchers, started=started,
+                              recorder=None)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.info("%s stream %d lost: %s", fmt_remote(self.remote), stream.stream_id,
+                        exc.__cause__ or exc)
+        except Exception:
+            logger.exception("%s stream %d failed", fmt_remote(self.remote), stream.stream_id)
+            server.count_error("internal")
+        finally:
+            server.active -= 1
+            await transport.aclose()
+            self.tasks -= 1
+            if self.stopping and not self.tasks and self.read_scope is not None:
+                self.read_scope.cancel()
+
+    async def run(self, buffered: bytes) -> None:
+        """Read until the client leaves, the session ends, or a shutdown is done."""
+        session, transport = self.session, self.transport
+        data = buffered
+        while True:
+            if data:
+                events = session.receive_data(data, trio.current_time())
+                self.dispatch(events)
+            await self.flush()
+            if session.ended:
+                if session.end_code not in (None, 0) and session.end_reason:
+                    logger.info("%s HTTP/2 connection ended: %s (%s)", fmt_remote(self.remote),
+                                session.end_reason, _code(session.end_code))
+                return
+            data = await transport.receive(self.read_size)
+            if not data:
+                return
+
+    async def watch_shutdown(self, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        """Sleep until the server is cancelled, then close gracefully: GOAWAY, and the
+        read loop ends once the streams have closed (``close_timeout`` at most)."""
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            try:
+                await trio.sleep_forever()
+            finally:
+                if not scope.cancel_called:  # the server's cancellation, not ours
+                    self.stop()
+
+    def stop(self) -> None:
+        server = self.server
+        self.stopping = True
+        self.session.goaway(ErrorCodes.NO_ERROR, "server shutting down")
+        if self.read_scope is not None:
+            if not self.tasks:
+                self.read_scope.cancel()
+            else:
+                self.read_scope.deadline = (trio.current_time() + server.options.close_timeout
+                                            + REJECT_LINGER)
+
+
+async def serve_http2(server: Server, transport: Transport, remote: tuple[str, int] | None,
+                      buffered: bytes, handler: Handler, *, secure: bool) -> None:
+    """Serve one HTTP/2 connection until it ends; ``buffered`` is what was read of it
+    already (the preface, in cleartext)."""
+    options = server.options
+    session = H2ServerSession(options.settings, options.h2_settings, secure=secure)
+    mux = _Mux(server, transport, session, remote=remote, handler=handler)
+    async with trio.open_nursery() as nursery:
+        mux.nursery = nursery
+        watcher = await nursery.start(mux.watch_shutdown)
+        try:
+            with trio.CancelScope(shield=True) as mux.read_scope:
+                mux.read_scope.deadline = trio.current_time() + options.handshake_timeout
+                if server.state is not State.SERVING:
+                    mux.stop()
+                try:
+                    await mux.run(buffered)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    logger.info("%s HTTP/2 connection lost: %s", fmt_remote(remote),
+                                exc.__cause__ or exc)
+        finally:
+            watcher.cancel()
+            if not session.ended:
+                session.terminate(int(ErrorCodes.NO_ERROR), "")
+                mux.dispatch([SessionEnded(0, "")])
+                await mux.flush_quietly()
+            else:
+                mux.dispatch([SessionEnded(0, "")])
