@@ -167,14 +167,42 @@ class HybiFramer(Framer):
     # -- receiving ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        p = self._lazy
-        if (p is not None and p.reader.eof) or (p is None and self._close_frame is not None):
-            return  # after a close, input is discarded (RFC 6455 §1.4)
-        buf = self._input(data)
-        if buf is None:
+        if self._discarding():
             return
+        if self._buf and not self._missing:
+            need = self._completing(len(data))
+            if need is not None:
+                # Only the bytes that complete the frame begun in an earlier read are
+                # copied; the rest of the read is parsed where it lies. Appending the
+                # whole read would copy every byte of it once more (and move the
+                # incomplete tail again), which for 64 KiB messages is most of their cost.
+                with memoryview(data) as view:
+                    self._buf += view[:need]
+                self._parse(self._buf, 0)
+                if need < len(data) and not self._discarding():
+                    self._parse(data, need)
+                return
+        buf = self._input(data)
+        if buf is not None:
+            self._parse(buf, 0)
+
+    def _discarding(self) -> bool:
+        """After a close, input is discarded (RFC 6455 §1.4)."""
+        p = self._lazy
+        return (p is not None and p.reader.eof) or (p is None and self._close_frame is not None)
+
+    def _completing(self, available: int) -> int | None:
+        """The bytes that would complete the frame begun in ``_buf``, if ``available``
+        bytes suffice; None when its header is not whole yet or the read falls short."""
+        header = hybi_header(self._buf, 0)
+        if header is None:
+            return None
+        need = header[0] + header[1] - len(self._buf)
+        return need if 0 < need <= available else None
+
+    def _parse(self, buf: bytes | bytearray, pos: int) -> None:
+        """Take every whole frame of ``buf`` from ``pos`` on; keep the incomplete rest."""
         size = len(buf)
-        pos = 0
         while pos < size:
             header = hybi_header(buf, pos)
             first = buf[pos]
