@@ -65,50 +65,57 @@ class HixieFramer(Framer):
         if self.state is State.CLOSED or self.eof_wanted:
             return
         try:
-            buf = self._buf
-            if self._frame is None:
-                buf += data
-            else:
-                after = self._continue_frame(data)
-                if after < 0:
+            start = 0
+            if self._frame is not None:
+                start = self._continue_frame(data)
+                if start < 0:
                     return
+            buf = self._buf
+            if buf:  # an incomplete frame from an earlier read: the read joins it
                 with memoryview(data) as view:
-                    buf += view[after:]
-            pos = 0
-            while pos < len(buf) and not self.eof_wanted:
-                end = self._parse_one(pos)
+                    buf += view[start:]
+                src: bytes | bytearray = buf
+                pos = 0
+            else:  # parsed where it lies: only an incomplete tail is ever copied
+                src, pos = data, start
+            while pos < len(src) and not self.eof_wanted:
+                end = self._parse_one(src, pos)
                 if end < 0:
                     break
                 pos = end
         except ProtocolViolation as exc:
             self.abort(exc.code, exc.reason)
             return
-        if pos and buf:  # a close has already emptied the buffer
+        if self.eof_wanted:
+            return  # a close has already emptied the buffer
+        if src is buf:
             del buf[:pos]
+        elif pos < len(src):
+            with memoryview(src) as view:
+                buf += view[pos:]
 
-    def _parse_one(self, pos: int) -> int:
-        """Consume the frame starting at ``pos``: the offset past it, or -1 when more
-        bytes are needed."""
-        frame_type = self._buf[pos]
+    def _parse_one(self, src: bytes | bytearray, pos: int) -> int:
+        """Consume the frame starting at ``src[pos]``: the offset past it (the end of
+        ``src`` when a sentinel frame goes on in the next read), or -1 when a
+        length-prefixed frame needs more bytes."""
+        frame_type = src[pos]
         if frame_type & 0x80 == 0:
-            return self._sentinel(frame_type, pos)
-        return self._length_prefixed(frame_type, pos)
+            return self._sentinel(src, frame_type, pos)
+        return self._length_prefixed(src, frame_type, pos)
 
-    def _sentinel(self, frame_type: int, pos: int) -> int:
-        buf = self._buf
-        end = buf.find(0xFF, pos + 1)
+    def _sentinel(self, src: bytes | bytearray, frame_type: int, pos: int) -> int:
+        end = src.find(0xFF, pos + 1)
         if end >= 0 and (self._max is None or end - pos - 1 <= self._max):
             if frame_type == 0x00 and self.state is State.OPEN:
-                with memoryview(buf) as view:
+                with memoryview(src) as view:
                     self._decode(view[pos + 1 : end], final=True)
                 self._deliver()
             return end + 1
         # Not complete in this read (or over the limit): the frame goes on piece by
-        # piece, and its bytes leave the buffer.
+        # piece, and none of its bytes stay in the buffer.
         self._frame = frame_type
-        self._continue_frame(buf, pos + 1)  # -1 here: over the limit has raised
-        del buf[pos:]
-        return -1
+        self._continue_frame(src, pos + 1)  # -1 here: over the limit has raised
+        return len(src)
 
     def _continue_frame(self, data: bytes | bytearray, start: int = 0) -> int:
         """Take the current sentinel frame's share of ``data[start:]``: the offset past
@@ -162,8 +169,7 @@ class HixieFramer(Framer):
         self._events.append(Message(parts[0] if len(parts) == 1 else "".join(parts)))
         self._parts = []
 
-    def _length_prefixed(self, frame_type: int, pos: int) -> int:
-        buf = self._buf
+    def _length_prefixed(self, buf: bytes | bytearray, frame_type: int, pos: int) -> int:
         length = 0
         index = pos + 1
         while True:
