@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 
 import trio
 from h2.errors import ErrorCodes
@@ -259,7 +260,7 @@ class _Mux:
         contexts: list[object] = []
         io = StreamIO(self, stream)
         transport = Transport(io)
-        started = trio.current_time()
+        started = time.monotonic()  # the clock the connection log measures with
         try:
             with trio.move_on_after(options.handshake_timeout) as deadline:
                 await decide(stream, server, self.remote, contexts)
