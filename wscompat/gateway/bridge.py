@@ -90,6 +90,7 @@ async def bridge(ws: Connection, leg: WebSocketLeg | StreamLeg, settings: Bridge
 
 async def _websocket_pair(ws: Connection, leg: WebSocketLeg, settings: BridgeSettings) -> None:
     up = leg.ws
+    up.share_flusher(ws)  # the backend leg's bursts leave in one write too
     ending = Ending()
     try:
         async with trio.open_nursery() as nursery:
@@ -116,7 +117,7 @@ async def _client_to_backend(ws: Connection, up: Connection, ending: Ending) -> 
             ending.set("client")
             return
         try:
-            await up.send(message)
+            await up.send(message, more=ws.pending > 0)
         except ConnectionClosed:
             ending.set("backend")
             return
@@ -145,7 +146,7 @@ async def _backend_to_client(
                     return
                 message = encode_stream(message, "base64")
             try:
-                await ws.send(message)
+                await ws.send(message, more=up.pending > 0)
             except ConnectionClosed:
                 ending.set("client")
                 return

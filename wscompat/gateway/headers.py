@@ -87,7 +87,7 @@ def backend_headers(
     if host:
         fields.append(("X-Forwarded-Host", host))
     fields.append(("Forwarded", element))
-    fields.append((DRAFT_HEADER, str(upgrade.draft)))
+    fields.append((DRAFT_HEADER, upgrade.generation))
     return fields
 
 

@@ -68,6 +68,11 @@ class UpgradeRequest(RequestView):
     secure: bool = False
     """The request came over TLS (on a port that serves ws:// and wss:// alike)."""
 
+    @property
+    def generation(self) -> str:
+        """The draft's name, or ``rfc8441`` for an extended CONNECT over HTTP/2."""
+        return "rfc8441" if self.request.http_version == "HTTP/2" else self.draft.value
+
 
 SelectSubprotocol = Callable[[UpgradeRequest, Sequence[str]], "str | None"]
 

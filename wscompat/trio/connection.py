@@ -386,9 +386,24 @@ class Connection(RequestView):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
-    async def send(self, message: Data | bytearray | memoryview) -> None:
+    @property
+    def pending(self) -> int:
+        """Messages received and waiting for :meth:`receive` (taken without a wait)."""
+        return len(self._queue)
+
+    def share_flusher(self, other: Connection) -> None:
+        """Coalesce this connection's bursts with ``other``'s flusher (a server's), when
+        it has none of its own: a gateway's backend leg, opened as a client."""
+        if self._flusher is None and self._transport.sync and other._transport.sync:
+            self._flusher = other._flusher
+
+    async def send(self, message: Data | bytearray | memoryview, *, more: bool = False) -> None:
         """Send one message. Returns once it is queued within ``write_limit`` bytes;
-        waits while more than that is waiting for the peer to read (backpressure)."""
+        waits while more than that is waiting for the peer to read (backpressure).
+
+        ``more`` says another message follows at once (a relay whose source has
+        messages waiting): a short one is then queued to leave with the next, in one
+        write, as the answers to a burst of received messages are."""
         proto = self._proto
         if proto.close_code is not None or proto.state is not State.OPEN:
             raise self._closed_exc()
@@ -408,7 +423,7 @@ class Connection(RequestView):
             raise TypeError(f"can only send str or bytes, not {type(message).__name__}")
         self.stats.messages_out += 1
         if (
-            self._queue
+            (self._queue or more)
             and self._flusher is not None
             and self._transport.sync
             and len(message) < COALESCE_BELOW
