@@ -531,6 +531,38 @@ async def test_sends_with_nothing_queued_are_written_at_once(start_server: Start
     assert writes.syscalls == count
 
 
+@needs_proc_io
+async def test_sends_told_more_follows_leave_together(start_server: Starter) -> None:
+    """``send(more=True)`` (a relay whose source has messages waiting) holds a short
+    message for the next: with nothing received waiting, a run of them and a last one
+    without ``more`` leave in one write, whole and in order."""
+    count = 100
+    writes = Writes()
+    done = trio.Event()
+
+    async def handler(ws: Connection) -> None:
+        try:
+            await ws.receive()
+            before = write_syscalls()
+            for i in range(count):
+                await ws.send(numbered(i), more=i < count - 1)
+            writes.syscalls = write_syscalls() - before
+        finally:
+            done.set()
+
+    server = await start_server(handler)
+    with trio.fail_after(TEST_BOUND):
+        peer = await open_peer(server.port)
+        await peer.send_all(client_frame(TEXT, b"go"))
+        reader = FrameReader(peer)
+        sent = [await reader.frame() for _ in range(count)]
+        await done.wait()
+        await peer.aclose()
+
+    assert sent == [(BINARY, numbered(i)) for i in range(count)]
+    assert 1 <= writes.syscalls <= -(-count // FAIR_RUN) + 1
+
+
 @dataclass
 class Held:
     deferred: bool = False
