@@ -17,7 +17,7 @@ def test_capability_table() -> None:
 def test_parse_drafts() -> None:
     assert parse_drafts("75,76,7,8,13") == ALL_DRAFTS
     assert parse_drafts("all") == ALL_DRAFTS
-    assert parse_drafts("13, hixie-76") == {Draft.RFC6455, Draft.HIXIE76}
+    assert parse_drafts("13, hixie-76") == frozenset({Draft.RFC6455, Draft.HIXIE76})
     with pytest.raises(ValueError, match="unknown draft '9'"):
         parse_drafts("13,9")
     with pytest.raises(ValueError, match="no draft"):
