@@ -48,3 +48,10 @@ def test_a_dribbling_peer_is_garbage_at_the_limit() -> None:
     assert sniff(b"<policy-file-request" + b" " * 100, limit=64) is Kind.GARBAGE
     assert sniff(b"A" * 19, limit=64) is Kind.NEED_MORE
     assert sniff(b"A" * 21, limit=64) is Kind.GARBAGE
+
+
+def test_a_limit_shorter_than_the_http2_preface_decides_at_the_limit() -> None:
+    # A prefix of the preface may still become it, but not past the limit.
+    assert sniff(b"PRI * HT", limit=16) is Kind.NEED_MORE
+    assert sniff(b"P", limit=1) is Kind.GARBAGE
+    assert sniff(b"PRI * HTTP/2.0\r\n", limit=16) is Kind.GARBAGE

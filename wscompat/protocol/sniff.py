@@ -73,7 +73,7 @@ def sniff(data: bytes, *, limit: int = 64) -> Kind:
         if data[: len(HTTP2_PREFACE)] == HTTP2_PREFACE:
             return Kind.HTTP2
         if HTTP2_PREFACE.startswith(data):
-            return Kind.NEED_MORE
+            return Kind.NEED_MORE if len(data) < limit else Kind.GARBAGE
     if first == ord("<"):
         kind = _policy(data)
     elif _METHOD.match(data):
