@@ -38,6 +38,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 from websockets.extensions import Extension
 
 from wscompat.drafts import Draft
@@ -264,7 +265,11 @@ class H2ServerStream(_Open):
         return choose_subprotocol(self.settings, upgrade)
 
     def accept(self, subprotocol: str | None = None) -> None:
-        """Answer ``:status 200`` with the choices, and open the WebSocket."""
+        """Answer ``:status 200`` with the choices, and open the WebSocket. A stream
+        reset while it was being decided (by the client, or with the connection) stays
+        unopened: the I/O layer sees a phase other than OPEN, as for a lost connection."""
+        if self.reset_code is not None:
+            return
         if self.stage is not StreamState.HEAD or self.plain:
             raise RuntimeError("accept() on a stream that is not deciding")
         offered = offered_subprotocols(self.request)
@@ -282,7 +287,8 @@ class H2ServerStream(_Open):
             headers.append(("sec-websocket-protocol", subprotocol))
         if extensions:
             headers.append(("sec-websocket-extensions", extensions))
-        self.session._send_headers(self, headers)
+        if not self.session._send_headers(self, headers):
+            return  # the stream is gone: it stays unopened
         self.accepted = Accepted(Draft.RFC6455, self.request, subprotocol, extensions,
                                  negotiated=negotiated)
         self.stage = StreamState.OPEN
@@ -291,6 +297,9 @@ class H2ServerStream(_Open):
 
     def reject(self, status: int, reason: str,
                headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Answer with an error status; nothing to answer on a stream already reset."""
+        if self.reset_code is not None:
+            return
         if self.stage is not StreamState.HEAD:
             raise RuntimeError("the request can no longer be rejected")
         self.rejection = HandshakeRejected(status, reason, headers)
@@ -299,7 +308,10 @@ class H2ServerStream(_Open):
 
     def respond(self, status: int, body: bytes, content_type: str,
                 headers: tuple[tuple[str, str], ...] = ()) -> None:
-        """Answer a plain request (a HEAD gets the head alone)."""
+        """Answer a plain request (a HEAD gets the head alone); nothing to answer on a
+        stream already reset."""
+        if self.reset_code is not None:
+            return
         if self.stage is not StreamState.HEAD or not self.plain:
             raise RuntimeError("respond() on a stream that is not a plain request")
         self._answer(status, body, content_type, headers)
@@ -319,12 +331,46 @@ class H2ServerStream(_Open):
                   ("cache-control", "no-store")]
         self.stage = StreamState.DONE
         head_only = self.request.method == "HEAD"
-        self.session._send_headers(self, fields, end_stream=head_only or not body)
-        if body and not head_only:
+        sent = self.session._send_headers(self, fields, end_stream=head_only or not body)
+        if sent and body and not head_only:
             self.session.send(self, body, end=True)
 
     def __repr__(self) -> str:
         return f"<H2ServerStream {self.stream_id} {self.request.method} {self.stage.value}>"
+
+
+class _FrameWatch:
+    """Reads the length of each frame header as it passes, because ``h2`` checks a
+    frame's length only once the whole frame has arrived: a header announcing 16 MiB
+    would otherwise be buffered to the last byte before being refused."""
+
+    __slots__ = ("_head", "_skip")
+
+    def __init__(self) -> None:
+        self._skip = len(PREFACE)
+        """Bytes before the next frame header."""
+        self._head = bytearray()
+
+    def oversized(self, data: bytes, limit: int) -> int | None:
+        """The announced length of the first frame in ``data`` longer than ``limit``."""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            take = 9 - len(self._head)
+            self._head += data[pos:pos + take]
+            pos += take
+            if len(self._head) < 9:
+                break
+            length = int.from_bytes(self._head[:3], "big")
+            self._head.clear()
+            if length > limit:
+                return length
+            self._skip = length
+        return None
 
 
 @dataclass
@@ -360,12 +406,21 @@ class H2ServerSession:
         self.draining = False
         """A graceful GOAWAY went out: streams already open run to their end."""
         self._floods = _Counters(limits.flood_limit)
+        self._frames = _FrameWatch()
         self._sending: dict[int, H2ServerStream] = {}
         """Streams with queued bytes, in the order they queued them."""
-        config = H2Configuration(client_side=False, header_encoding="utf-8",
+        self._out = b""
+        """Bytes written here rather than by h2 (a graceful GOAWAY), sent before h2's."""
+        # Headers arrive as bytes and are decoded here: with an encoding, h2 decodes
+        # them itself and lets a UnicodeDecodeError out of receive_data.
+        config = H2Configuration(client_side=False, header_encoding=None,
                                  validate_inbound_headers=True)
         self._conn = conn = H2Connection(config=config)
         conn.local_settings = _local_settings(limits)
+        # h2 hands a header list limit to its HPACK decoder only when an acknowledged
+        # SETTINGS changes it; given as an initial value, it would never reach it, and
+        # the decoder would keep h2's own 64 KiB.
+        conn.decoder.max_header_list_size = limits.max_header_list
         conn.initiate_connection()
         # The connection window covers every stream's window, so one stream that is not
         # read can never hold back the others; each stream's own window bounds it.
@@ -379,6 +434,10 @@ class H2ServerSession:
         clock in seconds, for the flood budgets."""
         if self.ended:
             return []
+        length = self._frames.oversized(data, self._conn.max_inbound_frame_size)
+        if length is not None:
+            return self.terminate(int(ErrorCodes.FRAME_SIZE_ERROR),
+                                  f"a frame of {length} bytes is over the limit")
         try:
             h2_events = self._conn.receive_data(data)
         except ProtocolError as exc:  # h2 has queued its GOAWAY
@@ -431,7 +490,8 @@ class H2ServerSession:
         pseudo: dict[str, str] = {}
         regular: list[tuple[str, str]] = []
         for name, value in event.headers or ():
-            name_s, value_s = str(name), str(value)
+            # Latin-1, as HTTP/1.1 heads are read: any bytes decode, none are lost.
+            name_s, value_s = _text(name), _text(value)
             if name_s.startswith(":"):
                 pseudo[name_s] = value_s
             else:
@@ -575,8 +635,12 @@ class H2ServerSession:
         if self.ended or self.draining:
             return
         self.draining = True
-        self._conn.close_connection(code, reason.encode() or None,
-                                    last_stream_id=self._conn.highest_inbound_stream_id)
+        # h2's close_connection() would move its state machine to CLOSED, where it
+        # refuses every later frame either way, the open streams' included: the GOAWAY
+        # is written here instead, after what h2 has queued, and h2 goes on serving.
+        frame = GoAwayFrame(0, last_stream_id=self._conn.highest_inbound_stream_id,
+                            error_code=int(code), additional_data=reason.encode())
+        self._out += self._conn.data_to_send() + frame.serialize()
 
     def terminate(self, code: int, reason: str) -> list[H2Event]:
         """End the connection now with GOAWAY ``code``; every stream is dropped."""
@@ -585,7 +649,10 @@ class H2ServerSession:
         return self._ended(code, reason)
 
     def data_to_send(self) -> bytes:
-        return self._conn.data_to_send()
+        out = self._conn.data_to_send()
+        if self._out:
+            out, self._out = self._out + out, b""
+        return out
 
     @property
     def open_streams(self) -> int:
@@ -606,20 +673,25 @@ class H2ServerSession:
                 del self._sending[sid]
                 continue
             out = stream.outbox
-            while out:
-                room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-                if room <= 0:
-                    break
-                chunk = bytes(out[:room])
-                del out[:room]
-                conn.send_data(sid, chunk, end_stream=stream.end_queued and not out)
-                sent_any = True
-                if not out and stream.end_queued:
-                    stream.end_sent = True
-            if not out:
-                if stream.end_queued and not stream.end_sent:
+            try:
+                while out:
+                    room = min(conn.local_flow_control_window(sid),
+                               conn.max_outbound_frame_size)
+                    if room <= 0:
+                        break
+                    chunk = bytes(out[:room])
+                    del out[:room]
+                    conn.send_data(sid, chunk, end_stream=stream.end_queued and not out)
+                    sent_any = True
+                    if not out and stream.end_queued:
+                        stream.end_sent = True
+                if not out and stream.end_queued and not stream.end_sent:
                     conn.end_stream(sid)
                     stream.end_sent = True
+            except ProtocolError:  # h2 closed the stream itself (see _send_headers)
+                self._drop(stream, int(ErrorCodes.STREAM_CLOSED), events)
+                continue
+            if not out:
                 del self._sending[sid]
                 if stream.end_sent:
                     self._maybe_forget(stream)
@@ -627,11 +699,25 @@ class H2ServerSession:
             events.append(WindowOpened())
 
     def _send_headers(self, stream: H2ServerStream, headers: list[tuple[str, str]],
-                      *, end_stream: bool = False) -> None:
-        self._conn.send_headers(stream.stream_id, headers, end_stream=end_stream)
+                      *, end_stream: bool = False) -> bool:
+        """Send the stream's answer; False if the stream is gone.
+
+        ``h2`` reports a read's events only once it has processed all of its frames, so
+        a request may be answered after a later frame of the same read made ``h2``
+        close its stream (a HEADERS frame on it once it was half closed) or the whole
+        connection (a GOAWAY): ``h2`` then refuses, and the stream is dropped.
+        """
+        if not stream.alive:
+            return False
+        try:
+            self._conn.send_headers(stream.stream_id, headers, end_stream=end_stream)
+        except ProtocolError:
+            self._drop(stream, int(ErrorCodes.STREAM_CLOSED), [])
+            return False
         if end_stream:
             stream.end_sent = True
             self._maybe_forget(stream)
+        return True
 
     def _reset(self, sid: int, code: int, events: list[H2Event]) -> None:
         with contextlib.suppress(ProtocolError, StreamClosedError):
@@ -670,6 +756,10 @@ def _local_settings(limits: H2Settings) -> Settings:
         SettingCodes.INITIAL_WINDOW_SIZE: limits.stream_window,
         SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
     })
+
+
+def _text(field: bytes | str) -> str:
+    return field if isinstance(field, str) else field.decode("latin-1")
 
 
 def _reason(exc: Exception) -> str:
