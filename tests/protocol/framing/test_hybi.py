@@ -274,3 +274,44 @@ def test_the_protocol_made_after_a_fast_close_is_in_the_closed_state() -> None:
     f.abort(1011, "late abort")  # needs the protocol: made now, already closing
     assert f.events() == [] and f.data_to_send() == b""
     assert f.state is State.CLOSING
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_client_frames_are_masked_with_a_new_key_each(size: int) -> None:
+    # What the client sends is read back by a server framer, which refuses unmasked
+    # frames; the header carries the MASK bit and the key, and no key repeats.
+    client, server = HybiFramer(client=True, max_message_size=None), HybiFramer(
+        max_message_size=None)
+    payload = bytes(i % 251 for i in range(size))
+    client.send_binary(payload)
+    client.send_text("é" * (size // 2))
+    wire = client.data_to_send()
+    assert wire[1] & 0x80
+    server.receive_data(wire)
+    assert server.events() == [Message(payload), Message("é" * (size // 2))]
+    keys = set()
+    for _ in range(3000):  # across a refill of the key pool
+        client.send_binary(b"x")
+        frame = client.data_to_send()
+        assert frame[:2] == b"\x82\x81" and len(frame) == 7
+        keys.add(frame[2:6])
+    assert len(keys) > 2990  # 32-bit keys: a repeat in 3000 is about one in a thousand
+
+
+def test_a_forked_child_draws_keys_of_its_own() -> None:
+    import os
+
+    from wscompat.protocol.framing.masking import mask_key
+
+    mask_key()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next keys, to the parent
+        os.write(write, b"".join(mask_key() for _ in range(8)))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = b"".join(mask_key() for _ in range(8))
+    assert len(child) == 32 and child != ours

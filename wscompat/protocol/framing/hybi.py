@@ -33,6 +33,7 @@ from wscompat.errors import ProtocolViolation
 from wscompat.protocol.extensions import CORRUPT_DATA_CODE, CorruptCompressedData
 from wscompat.protocol.framing.base import Closed, Event, Framer, Message, Pong, State
 from wscompat.protocol.framing.lengths import hybi_header, hybi_header_bytes
+from wscompat.protocol.framing.masking import mask_key
 
 __all__ = ["HybiFramer"]
 
@@ -110,8 +111,10 @@ class HybiFramer(Framer):
         self._extensions = list(extensions or ())
         self._plain = not extensions
         """No extension transforms frames: the fast path may run."""
-        self._serialize = self._plain and not client
-        """Data frames we send need neither a mask nor an extension."""
+        self._serialize = self._plain
+        """Data frames we send need no extension: they are written here, not by the
+        protocol (masked with a key of :func:`mask_key` on the client side)."""
+        self._masks = client
         self._mask_bit = 0 if client else 0x80
         self._max_message = max_message_size
         self._max_frame = max_frame_size
@@ -473,18 +476,26 @@ class HybiFramer(Framer):
 
     def send_text(self, text: str) -> None:
         if self._serialize and self._open:
-            payload = text.encode()
-            self._add_frame(hybi_header_bytes(0x81, len(payload)), payload)
+            self._add_data(0x81, text.encode())
             return
         self._p.send_text(text.encode("utf-8"))
         self._collect()
 
     def send_binary(self, data: bytes) -> None:
         if self._serialize and self._open:
-            self._add_frame(hybi_header_bytes(0x82, len(data)), data)
+            self._add_data(0x82, data)
             return
         self._p.send_binary(data)
         self._collect()
+
+    def _add_data(self, first: int, payload: bytes) -> None:
+        """A whole data frame, masked when we are the client."""
+        if self._masks:
+            key = mask_key()
+            self._add_frame(hybi_header_bytes(first, len(payload), 0x80) + key,
+                            apply_mask(payload, key))
+        else:
+            self._add_frame(hybi_header_bytes(first, len(payload)), payload)
 
     def send_ping(self, data: bytes) -> None:
         self._p.send_ping(data)

@@ -73,10 +73,11 @@ def frame_end(draft: Draft, data: bytes | bytearray, pos: int) -> int | None:
     return hybi_frame_end(data, pos)
 
 
-def hybi_header_bytes(first: int, length: int) -> bytes:
-    """An unmasked hybi frame header: ``first`` (FIN, RSV, opcode) and the length."""
+def hybi_header_bytes(first: int, length: int, mask: int = 0) -> bytes:
+    """A hybi frame header: ``first`` (FIN, RSV, opcode) and the length; ``mask`` 0x80
+    sets the MASK bit (the key that must follow is not included)."""
     if length < 126:
-        return bytes((first, length))
+        return bytes((first, mask | length))
     if length <= _U16:
-        return bytes((first, 126, length >> 8, length & 0xFF))
-    return bytes((first, 127)) + length.to_bytes(8, "big")
+        return bytes((first, mask | 126, length >> 8, length & 0xFF))
+    return bytes((first, mask | 127)) + length.to_bytes(8, "big")
