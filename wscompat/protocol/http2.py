@@ -554,7 +554,8 @@ class H2ServerSession:
         if not data and not event.stream_ended and not self._floods.take("empty", now):
             self._flood("empty DATA", events)
             return
-        if stream is None or stream.stage is not StreamState.OPEN or stream.reset_code:
+        if (stream is None or stream.stage is not StreamState.OPEN
+                or stream.reset_code is not None):
             # Nobody reads it: hand the window back at once.
             if flow:
                 self._conn.acknowledge_received_data(flow, sid)
@@ -623,7 +624,9 @@ class H2ServerSession:
         self._pump([])
 
     def reset(self, stream: H2ServerStream, code: int = ErrorCodes.CANCEL) -> None:
-        """End the stream with RST_STREAM (an error, or a close that was not clean)."""
+        """End the stream with RST_STREAM: an error or a close that was not clean
+        (CANCEL), or NO_ERROR once the server's side is complete and the client's
+        END_STREAM is no longer waited for (RFC 9113 §8.1)."""
         if stream.alive or (stream.reset_code is None and not stream.ended
                             and not self.ended):
             self._reset(stream.stream_id, code, [])

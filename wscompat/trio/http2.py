@@ -126,15 +126,20 @@ class StreamIO(trio.abc.HalfCloseableStream):
             await self._mux.flush()
 
     async def aclose(self) -> None:
-        """Forget the stream; one not closed both ways is reset (CANCEL)."""
+        """Forget the stream. One closed both ways is just forgotten; one whose
+        END_STREAM went out but the client's has not come (a shutdown does not wait for
+        it) is reset with NO_ERROR, which asks the client to send no more and not to
+        discard what it received (RFC 9113 §8.1); any other is reset with CANCEL."""
         if self._closed:
             return
         self._closed = True
         stream = self._stream
-        if not (stream.end_sent and stream.ended):
-            self._mux.session.reset(stream, ErrorCodes.CANCEL)
-        else:
+        if stream.end_sent and stream.ended:
             self._mux.session.reset(stream)  # forgets it
+        elif stream.end_sent:
+            self._mux.session.reset(stream, ErrorCodes.NO_ERROR)
+        else:
+            self._mux.session.reset(stream, ErrorCodes.CANCEL)
         self._mux.ios.pop(stream.stream_id, None)
         self.wake()
         await self._mux.flush_quietly()
