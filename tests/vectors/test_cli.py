@@ -17,7 +17,7 @@ from wscompat.vectors.format import vector_files
 
 ROOT = Path(__file__).parents[2]
 CORPUS = ROOT / "vectors"
-DRAFTS = [d.value for d in Draft]
+DRAFTS = [*(d.value for d in Draft), "rfc8441"]
 
 
 def _copy(name: str, target: Path) -> dict[str, object]:

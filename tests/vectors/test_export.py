@@ -104,6 +104,8 @@ def test_every_corpus_vector_survives_export_and_import(tmp_path: Path) -> None:
     frame boundary come back (consecutive sends of one side become one step)."""
     count = 0
     for vector in load_all([CORPUS]):
+        if vector.http2:
+            continue  # the importer reads HTTP/1.1 exchanges: test_http2_vectors exports these
         capture = tmp_path / "one.pcapng"
         capture.write_bytes(pcapng_bytes(vector))
         kind, exchanges = read_capture(capture)

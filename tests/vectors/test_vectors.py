@@ -38,7 +38,7 @@ def test_every_vector_names_its_source() -> None:
         if vector.path.parent.name in EXTENSION_DIRS:
             assert vector.draft.caps.extensions, vector.id
         else:
-            assert vector.path.parent.name == vector.draft.value, vector.id
+            assert vector.path.parent.name == vector.generation, vector.id
 
 
 def test_rfc_section_5_7_examples_are_all_recorded() -> None:

@@ -241,7 +241,7 @@ def check_outcomes(vectors: Sequence[Vector], *, bytewise: bool = False) -> list
     """Check each vector whole and, with ``bytewise``, one byte at a time as well."""
     outcomes = []
     for vector in vectors:
-        outcome = Outcome(vector.id, vector.draft.value, vector.name, str(vector.path), "pass")
+        outcome = Outcome(vector.id, vector.generation, vector.name, str(vector.path), "pass")
         for one_byte in (False, True) if bytewise else (False,):
             result = check(vector, bytewise=one_byte)
             if not result.ok:

@@ -38,6 +38,11 @@ __all__ = [
 ]
 
 DRAFT_DIRS = {d.value: d for d in Draft}
+HTTP2_GENERATION = "rfc8441"
+"""The ``draft`` of a vector of WebSocket over HTTP/2: its framing is RFC 6455's, and its
+steps are HTTP/2's (:mod:`wscompat.vectors.h2peer`)."""
+GENERATIONS = (*DRAFT_DIRS, HTTP2_GENERATION)
+"""What a vector's ``draft`` may say, in the order reports list them."""
 
 MAX_FILE_BYTES = 32 * 2**20
 """Bytes of one vector file. A recording (at most 4 MiB each way, written as spaced hex)
@@ -78,6 +83,18 @@ def _brief(value: Any) -> str:
 
 EXPECTATIONS = frozenset({"expect", "expect_head", "expect_close", "expect_status", "expect_eof"})
 """Step kinds that compare server bytes."""
+H2_CLIENT = frozenset({"h2_request", "h2_send", "h2_end_stream", "h2_reset", "h2_goaway",
+                       "h2_frames"})
+"""What the client of an HTTP/2 vector does."""
+H2_EXPECTATIONS = frozenset({"h2_expect_headers", "h2_expect_status", "h2_expect_data",
+                             "h2_expect_close", "h2_expect_end_stream", "h2_expect_reset",
+                             "h2_expect_goaway", "h2_expect_settings"})
+"""What an HTTP/2 vector expects of the server, stream by stream (or of the connection)."""
+H2_SHARED = frozenset({"pause", "send_eof", "expect_eof"})
+"""Steps of the TCP connection itself, the same in both forms."""
+H2_CONNECTION = frozenset({"h2_goaway", "h2_frames", "h2_expect_goaway", "h2_expect_settings",
+                           *H2_SHARED})
+"""HTTP/2 steps of the connection as a whole: they take no ``stream``."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,12 @@ class Step:
     code: int = 0
     headers: tuple[tuple[str, str], ...] = ()
     vary: tuple[str, ...] = ()
+    stream: int = 0
+    """The HTTP/2 stream of an ``h2_*`` step (0: the connection)."""
+    end_stream: bool = False
+    """An ``h2_request`` or ``h2_send`` that ends the client's side of its stream."""
+    settings: tuple[tuple[str, int], ...] = ()
+    """The SETTINGS values an ``h2_expect_settings`` step expects, by RFC name."""
 
     def match(self, received: bytes | bytearray, *, eof: bool, checked: int = 0) -> Match:
         """Compare server bytes not yet accounted for with this expectation (``checked``:
@@ -110,10 +133,22 @@ class Vector:
     options: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     """Where it came from, as data (:mod:`wscompat.vectors.provenance`)."""
+    http2: bool = False
+    """WebSocket over HTTP/2 (RFC 8441): ``h2_*`` steps, RFC 6455 framing (``draft``)."""
+    event_streams: tuple[int, ...] = ()
+    """With ``http2``: the stream of each of ``events``."""
+    settings: tuple[tuple[str, int], ...] = ()
+    """With ``http2``: what the client's SETTINGS in its connection preface say, by RFC
+    name, besides the ``h2`` library's defaults."""
 
     @property
     def id(self) -> str:
         return f"{self.path.parent.name}/{self.path.stem}"
+
+    @property
+    def generation(self) -> str:
+        """What the file's ``draft`` says: ``rfc8441`` over HTTP/2, else the draft."""
+        return HTTP2_GENERATION if self.http2 else self.draft.value
 
 
 def decode_data(spec: Any, limit: int = MAX_VECTOR_BYTES) -> bytes:
@@ -168,17 +203,23 @@ def _repeat(spec: dict[str, Any]) -> tuple[bytes, int]:
     return pattern, count
 
 
-def _event(spec: Any) -> str | bytes:
+def _event(spec: Any, *, http2: bool = False) -> tuple[str | bytes, int]:
+    """An event and its stream (1 unless an HTTP/2 vector names another)."""
+    stream = 1
+    if http2 and isinstance(spec, dict) and "stream" in spec:
+        spec = dict(spec)
+        stream = _stream(spec.pop("stream"))
     if isinstance(spec, dict) and set(spec) == {"text"}:
-        return str(spec["text"])
+        return str(spec["text"]), stream
     if isinstance(spec, dict) and set(spec) == {"binary"}:
-        return _decode(spec["binary"])
-    raise VectorError(f"an event is {{'text': str}} or {{'binary': data}}, not {_brief(spec)}")
+        return _decode(spec["binary"]), stream
+    raise VectorError(f"an event is {{'text': str}} or {{'binary': data}}"
+                      f"{' (and a stream)' if http2 else ''}, not {_brief(spec)}")
 
 
 _STEP_KEYS = {"send", "send_eof", "pause", *EXPECTATIONS}
 _EXTRA_KEYS = {"chunks": "send", "headers": "expect_status", "vary": "expect_head"}
-_DATA_KEYS = ("send", "expect", "expect_head")
+_DATA_KEYS = ("send", "expect", "expect_head", "h2_send", "h2_expect_data", "h2_frames")
 """Step keys whose value is a data spec."""
 
 
@@ -248,11 +289,155 @@ def _step(spec: Any, limits: LoadLimits) -> Step:
     raise VectorError(f"unknown step {_brief(spec)}")
 
 
+MAX_STREAM = 2**31 - 1
+MAX_H2_CODE = 2**32 - 1
+MAX_FIELDS = 1000
+"""Fields in one header list of an HTTP/2 vector."""
+MAX_FIELD_LIST_BYTES = 2**18
+"""The size of one header list as HTTP/2 counts it (RFC 9113 §6.5.2: each field's name
+and value in bytes, plus 32), 256 KiB."""
+H2_SETTINGS = {
+    "SETTINGS_HEADER_TABLE_SIZE": (0x1, 0, 2**32 - 1),
+    "SETTINGS_ENABLE_PUSH": (0x2, 0, 1),
+    "SETTINGS_MAX_CONCURRENT_STREAMS": (0x3, 0, 2**32 - 1),
+    "SETTINGS_INITIAL_WINDOW_SIZE": (0x4, 0, 2**31 - 1),
+    "SETTINGS_MAX_FRAME_SIZE": (0x5, 2**14, 2**24 - 1),
+    "SETTINGS_MAX_HEADER_LIST_SIZE": (0x6, 0, 2**32 - 1),
+    "SETTINGS_ENABLE_CONNECT_PROTOCOL": (0x8, 0, 1),
+}
+"""The SETTINGS a vector may name (RFC 9113 §6.5.2, RFC 8441 §3): code, lowest and
+highest value allowed."""
+_H2_KEYS = H2_CLIENT | H2_EXPECTATIONS | H2_SHARED
+_H2_EXTRA = {
+    "stream": _H2_KEYS - H2_CONNECTION,
+    "end_stream": frozenset({"h2_request", "h2_send"}),
+    "vary": frozenset({"h2_expect_headers"}),
+    "headers": frozenset({"h2_expect_status"}),
+}
+"""Keys an HTTP/2 step may have besides its kind, and the kinds that take each."""
+
+
+def _stream(value: Any) -> int:
+    """A client stream's number: odd, as every stream a client opens is."""
+    number = _whole_number(value, "stream", 1, MAX_STREAM)
+    if number % 2 == 0:
+        raise VectorError(f"stream {number} is even: a client's streams are odd")
+    return number
+
+
+def _field_list(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    """A header list: ``[[name, value], ...]`` in order, names as sent (lowercase in
+    HTTP/2), pseudo-header fields (``:method``) included."""
+    if not isinstance(value, list) or not value:
+        raise VectorError(f"{what} is a list of [name, value] pairs, not {_brief(value)}")
+    if len(value) > MAX_FIELDS:
+        raise VectorError(f"{what} has {len(value)} fields, more than the limit of "
+                          f"{MAX_FIELDS}")
+    fields = []
+    size = 0
+    for item in value:
+        if (not isinstance(item, list) or len(item) != 2
+                or not all(isinstance(part, str) for part in item) or not item[0]):
+            raise VectorError(f"a field of {what} is a [name, value] pair of strings with a "
+                              f"name, not {_brief(item)}")
+        size += len(item[0].encode("utf-8", "replace")) + len(
+            item[1].encode("utf-8", "replace")) + 32
+        if size > MAX_FIELD_LIST_BYTES:
+            raise VectorError(f"{what} is over {MAX_FIELD_LIST_BYTES} bytes as HTTP/2 counts "
+                              "a header list")
+        fields.append((item[0], item[1]))
+    return tuple(fields)
+
+
+def settings_of(value: Any, what: str) -> tuple[tuple[str, int], ...]:
+    """SETTINGS by their RFC names (``{"SETTINGS_ENABLE_CONNECT_PROTOCOL": 1}``), each
+    value within what the RFCs allow."""
+    if not isinstance(value, dict) or not value:
+        raise VectorError(f"{what} is an object of SETTINGS names and values, not "
+                          f"{_brief(value)}")
+    out = []
+    for name, number in value.items():
+        if name not in H2_SETTINGS:
+            raise VectorError(f"{what}: unknown setting {_brief(name)} (one of "
+                              f"{', '.join(H2_SETTINGS)})")
+        _, low, high = H2_SETTINGS[name]
+        out.append((name, _whole_number(number, f"{what}: {name}", low, high)))
+    return tuple(out)
+
+
+def _h2_step(spec: Any, limits: LoadLimits) -> Step:
+    """One step of an HTTP/2 vector (docs/vectors.md, "WebSocket over HTTP/2")."""
+    if not isinstance(spec, dict) or len(set(spec) & _H2_KEYS) != 1:
+        raise VectorError(f"a step of an {HTTP2_GENERATION} vector has exactly one of "
+                          f"{sorted(_H2_KEYS)}: {_brief(spec)}")
+    [kind] = set(spec) & _H2_KEYS
+    unknown = set(spec) - {kind} - set(_H2_EXTRA)
+    if unknown:
+        raise VectorError(f"unknown step keys {sorted(unknown)}")
+    for extra, owners in _H2_EXTRA.items():
+        if extra in spec and kind not in owners:
+            raise VectorError(f"{extra} does not belong to a {kind} step")
+    if kind in H2_SHARED:
+        return _step(spec, limits)
+    value = spec[kind]
+    stream = 0 if kind in H2_CONNECTION else _stream(spec.get("stream", 1))
+    end_stream = spec.get("end_stream", False)
+    if not isinstance(end_stream, bool):
+        raise VectorError(f"end_stream is true or false, not {_brief(end_stream)}")
+    if kind in ("h2_request", "h2_expect_headers"):
+        vary = spec.get("vary", [])
+        if not isinstance(vary, list) or not all(isinstance(v, str) and v for v in vary):
+            raise VectorError(f"vary is a list of field names, not {_brief(vary)}")
+        return Step(kind, headers=_field_list(value, kind), stream=stream,
+                    end_stream=end_stream, vary=tuple(vary))
+    if kind in ("h2_send", "h2_expect_data", "h2_frames"):
+        return Step(kind, _decode(value), stream=stream, end_stream=end_stream)
+    if kind == "h2_expect_status":
+        headers = spec.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in
+                                                    headers.values()):
+            raise VectorError(f"headers is an object of field names and values, not "
+                              f"{_brief(headers)}")
+        return Step(kind, code=_whole_number(value, kind, 100, 599), stream=stream,
+                    headers=tuple((str(k), v) for k, v in headers.items()))
+    if kind == "h2_expect_close":
+        return Step(kind, code=_whole_number(value, kind, 1000, 4999), stream=stream)
+    if kind == "h2_expect_settings":
+        return Step(kind, settings=settings_of(value, kind))
+    if kind in ("h2_reset", "h2_goaway", "h2_expect_reset", "h2_expect_goaway"):
+        return Step(kind, code=_whole_number(value, f"{kind} (an HTTP/2 error code)", 0,
+                                             MAX_H2_CODE), stream=stream)
+    if value is not True:
+        raise VectorError(f"{kind} is true, not {_brief(value)}")
+    return Step(kind, stream=stream)
+
+
 _ALLOWED_KEYS = {
     "$schema", "name", "draft", "source", "provenance", "description", "steps", "events", "end",
-    "options",
+    "options", "settings",
 }
 _END_KEYS = {"close_code", "status", "eof"}
+_H2_END_KEYS = {"close_codes", "eof"}
+
+
+def _h2_end(end: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP/2 vector's end: ``eof``, and ``close_codes``, the code each WebSocket
+    stream ended with (``{"1": 1000}``)."""
+    if not end or set(end) - _H2_END_KEYS:
+        raise VectorError(f"the end of an {HTTP2_GENERATION} vector takes "
+                          f"{sorted(_H2_END_KEYS)}")
+    if "eof" in end and not isinstance(end["eof"], bool):
+        raise VectorError(f"eof is true or false, not {_brief(end['eof'])}")
+    codes = end.get("close_codes", {})
+    if not isinstance(codes, dict):
+        raise VectorError(f"close_codes maps streams to close codes, not {_brief(codes)}")
+    for stream, code in codes.items():
+        if not (isinstance(stream, str) and stream.isdigit()):
+            raise VectorError(f"a stream of close_codes is a number in a string, not "
+                              f"{_brief(stream)}")
+        _stream(int(stream))
+        _whole_number(code, "a close code", 1000, 4999)
+    return end
 
 
 def load(path: str | Path, limits: LoadLimits = LoadLimits()) -> Vector:
@@ -331,28 +516,42 @@ def _parse(path: Path, raw: Any, limits: LoadLimits) -> Vector:
         provenance = check_provenance(raw["provenance"])
     except ProvenanceError as exc:
         raise VectorError(str(exc)) from None
-    if raw["draft"] not in DRAFT_DIRS:
-        raise VectorError(f"draft is one of {sorted(DRAFT_DIRS)}, not {raw['draft']!r}")
-    draft = DRAFT_DIRS[raw["draft"]]
+    if raw["draft"] not in GENERATIONS:
+        raise VectorError(f"draft is one of {sorted(GENERATIONS)}, not {raw['draft']!r}")
+    http2 = raw["draft"] == HTTP2_GENERATION
+    draft = Draft.RFC6455 if http2 else DRAFT_DIRS[raw["draft"]]
+    if not isinstance(raw["end"], dict):
+        raise VectorError(f"end is an object, not {_brief(raw['end'])}")
     end = dict(raw["end"])
-    if not end or set(end) - _END_KEYS:
+    if http2:
+        _h2_end(end)
+    elif "settings" in raw:
+        raise VectorError(f"settings belong to an {HTTP2_GENERATION} vector")
+    elif not end or set(end) - _END_KEYS:
         raise VectorError(f"end takes {sorted(_END_KEYS)}")
     size = sum(_data_size(spec) for spec in _data_specs(raw))
     if size > limits.vector_bytes:
         raise VectorError(f"the data expands to {size} bytes, more than the limit of "
                           f"{limits.vector_bytes}")
-    events = None if "events" not in raw else tuple(_event(e) for e in raw["events"])
+    if "events" in raw and not isinstance(raw["events"], list):
+        raise VectorError(f"events is a list, not {_brief(raw['events'])}")
+    pairs = None if "events" not in raw else [_event(e, http2=http2) for e in raw["events"]]
+    events = None if pairs is None else tuple(event for event, _ in pairs)
     options = dict(raw.get("options", {}))
     unknown_options = set(options) - ServerOptions.names()
     if unknown_options:
         raise VectorError(f"unknown server options {sorted(unknown_options)}")
     for name, value in options.items():
         _check_option(name, value)
-    steps = tuple(_step(s, limits) for s in raw["steps"])
+    if not isinstance(raw["steps"], list):
+        raise VectorError(f"steps is a list, not {_brief(raw['steps'])}")
+    parse = _h2_step if http2 else _step
+    steps = tuple(parse(s, limits) for s in raw["steps"])
     if not steps:
         raise VectorError("a vector has at least one step")
     kinds = [step.kind for step in steps]
-    if "send_eof" in kinds and "send" in kinds[kinds.index("send_eof"):]:
+    sending = H2_CLIENT if http2 else {"send"}
+    if "send_eof" in kinds and sending & set(kinds[kinds.index("send_eof"):]):
         raise VectorError("nothing can be sent after send_eof")
     return Vector(
         path=path,
@@ -365,6 +564,9 @@ def _parse(path: Path, raw: Any, limits: LoadLimits) -> Vector:
         end=end,
         options=options,
         provenance=provenance,
+        http2=http2,
+        settings=settings_of(raw["settings"], "settings") if "settings" in raw else (),
+        event_streams=() if pairs is None or not http2 else tuple(s for _, s in pairs),
     )
 
 
@@ -526,6 +728,10 @@ def _first_offered(_: UpgradeRequest, offered: Sequence[str]) -> str | None:
 
 def check(vector: Vector, *, bytewise: bool = False) -> Result:
     """Run a vector offline; with ``bytewise`` every send arrives one byte at a time."""
+    if vector.http2:
+        from wscompat.vectors.h2check import check_h2  # noqa: PLC0415 (it imports this)
+
+        return check_h2(vector, bytewise=bytewise)
     options = server_options(vector)
     session = _EchoSession(options)
     read = 0  # server bytes accounted for, and dropped from session.out

@@ -54,8 +54,8 @@ from wscompat.protocol.handshake.location import split_host
 from wscompat.trio.client import open_stream
 from wscompat.vectors.expect import status_of
 from wscompat.vectors.format import (
-    DRAFT_DIRS,
     EXPECTATIONS,
+    GENERATIONS,
     LoadLimits,
     Step,
     Vector,
@@ -308,7 +308,12 @@ class _Peer:
 async def replay_vector(vector: Vector, settings: ReplaySettings) -> Outcome:
     """Replay one vector on a fresh connection and classify the server's answer, within
     ``settings.vector_deadline``."""
-    outcome = Outcome(vector.id, vector.draft.value, vector.name, str(vector.path), "expected")
+    from wscompat.vectors.h2replay import (  # noqa: PLC0415 (it imports this module)
+        open_h2_stream,
+        play_h2,
+    )
+
+    outcome = Outcome(vector.id, vector.generation, vector.name, str(vector.path), "expected")
     if _options_key(vector.options) != _options_key(settings.server_options):
         outcome.status = "skipped"
         outcome.problem = (f"needs a server started with options {_options_key(vector.options)}"
@@ -320,9 +325,9 @@ async def replay_vector(vector: Vector, settings: ReplaySettings) -> Outcome:
     with trio.move_on_after(settings.vector_deadline) as deadline:
         try:
             with trio.fail_after(settings.timeout):
-                stream = await open_stream(settings.host, settings.port,
-                                           secure=settings.secure,
-                                           ssl_context=settings.ssl_context)
+                opener = open_h2_stream if vector.http2 else open_stream
+                stream = await opener(settings.host, settings.port, secure=settings.secure,
+                                      ssl_context=settings.ssl_context)
         except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
             stop = _connect_error(exc, settings)
             if stop is not None:
@@ -330,6 +335,14 @@ async def replay_vector(vector: Vector, settings: ReplaySettings) -> Outcome:
             outcome.status = "no_answer"
             outcome.problem = (f"cannot connect: no connection within {settings.timeout:g} s"
                                f"{' (TLS included)' if settings.secure else ''}")
+            return outcome
+        if vector.http2:
+            try:
+                stream = await play_h2(vector, stream, outcome, timeout=settings.timeout,
+                                       settle=settings.settle,
+                                       max_answer=settings.max_answer)
+            finally:
+                await trio.aclose_forcefully(stream)
             return outcome
         peer = _Peer(stream, settings.max_answer)
         try:
@@ -540,8 +553,8 @@ async def _one(item: Vector | Path, settings: ReplaySettings) -> Outcome:
 def _unplayed(item: Vector | Path, problem: str) -> Outcome:
     """The outcome of a vector that did not get to the end of its replay."""
     if isinstance(item, Vector):
-        return Outcome(item.id, item.draft.value, item.name, str(item.path), "no_answer",
+        return Outcome(item.id, item.generation, item.name, str(item.path), "no_answer",
                        problem)
-    draft = item.parent.name if item.parent.name in DRAFT_DIRS else "(unknown)"
+    draft = item.parent.name if item.parent.name in GENERATIONS else "(unknown)"
     return Outcome(f"{item.parent.name}/{item.stem}", draft, "", str(item), "no_answer",
                    problem)

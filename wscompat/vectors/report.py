@@ -24,7 +24,7 @@ from wscompat.drafts import Draft
 __all__ = ["DIFF_LIMIT", "FIELD_LIMIT", "Outcome", "byte_diff", "printable", "render",
            "summary", "to_json"]
 
-DRAFT_ORDER = [d.value for d in Draft]
+DRAFT_ORDER = [*(d.value for d in Draft), "rfc8441"]
 _ROW = 16
 DIFF_LIMIT = 4096
 """Bytes of each side shown in a diff; longer answers are cut."""

@@ -20,7 +20,9 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from wscompat.vectors.format import Vector
+from wscompat.drafts import Draft
+from wscompat.vectors.format import H2_CLIENT, Step, Vector
+from wscompat.vectors.h2peer import code_name
 from wscompat.vectors.report import printable
 from wscompat.vectors.wire import Cutter, Part, pieces
 
@@ -86,6 +88,8 @@ def _end(vector: Vector) -> list[str]:
         said.append(f"refused with status {end['status']}")
     if "close_code" in end:
         said.append(f"the application sees close code {end['close_code']}")
+    for stream, code in end.get("close_codes", {}).items():
+        said.append(f"the application sees close code {code} on stream {stream}")
     if "eof" in end:
         said.append("the server has closed the connection" if end["eof"] else
                     "the server has not closed the connection")
@@ -93,13 +97,81 @@ def _end(vector: Vector) -> list[str]:
     if vector.events is not None:
         events = [f'text "{printable(e, 60)}"' if isinstance(e, str) else
                   f"binary ({len(e)} bytes)" for e in vector.events[:8]]
+        if vector.event_streams:
+            events = [f"{e} on stream {sid}" for e, sid in zip(events, vector.event_streams,
+                                                               strict=False)]
         more = f", and {len(vector.events) - 8} more" if len(vector.events) > 8 else ""
         lines.append("the application receives: " + (", ".join(events) or "nothing") + more)
     return lines
 
 
+def _h2_lines(step: Step, cutters: dict[tuple[str, int], Cutter]) -> list[str]:
+    """One step of an HTTP/2 vector: header lists as fields, DATA as RFC 6455 frames."""
+    kind, where = step.kind, f"stream {step.stream}"
+    end = ", END_STREAM" if step.end_stream else ""
+    if kind in ("h2_request", "h2_expect_headers"):
+        lines = [f"HEADERS ({where}{end})",
+                 *(f"  {printable(name, 80)}: {printable(value, 200)}"
+                   for name, value in step.headers)]
+        if step.vary:
+            lines.append(f"({', '.join(printable(v, 60) for v in step.vary)} may differ or "
+                         "be missing)")
+        return lines
+    if kind in ("h2_send", "h2_expect_data"):
+        side = "client" if kind == "h2_send" else "server"
+        cutter = cutters.setdefault((side, step.stream), Cutter(Draft.RFC6455, side))
+        cutter.phase = "frames"
+        parts = _part_lines(cutter.feed(step.data))
+        return [f"DATA ({where}{end}, {len(step.data)} bytes)", *(f"  {line}" for line in parts)]
+    if kind == "h2_expect_status":
+        named = "".join(f", {printable(n, 60)}: {printable(v, 120)}" for n, v in step.headers)
+        return [f"a response with :status {step.code}{named} ({where}), any body, then "
+                "END_STREAM"]
+    if kind == "h2_expect_settings":
+        return ["SETTINGS with " + ", ".join(f"{n} = {v}" for n, v in step.settings)]
+    if kind == "h2_expect_close":
+        return [f"DATA ({where}): a close frame with code {step.code}, any reason"]
+    if kind in ("h2_end_stream", "h2_expect_end_stream"):
+        return [f"END_STREAM ({where})"]
+    if kind in ("h2_reset", "h2_expect_reset"):
+        return [f"RST_STREAM {code_name(step.code)} ({where})"]
+    if kind in ("h2_goaway", "h2_expect_goaway"):
+        return [f"GOAWAY {code_name(step.code)}"]
+    if kind == "h2_frames":
+        return [f"raw frames, {len(step.data)} bytes: {step.data[:32].hex(' ')}"
+                + (" …" if len(step.data) > 32 else "")]
+    if kind == "pause":
+        return [f"pause {step.seconds:g} s"]
+    if kind == "send_eof":
+        return ["the client closes its side of TCP (send_eof)"]
+    return ["the server closes the connection"]
+
+
+def _shown_h2(vector: Vector) -> Shown:
+    about = [f"draft {vector.generation} (WebSocket over HTTP/2, RFC 6455 frames); "
+             f"{_provenance(vector)}", f"source: {printable(vector.source, 400)}"]
+    if vector.settings:
+        about.append("the client's SETTINGS: " + ", ".join(f"{n} = {v}"
+                                                            for n, v in vector.settings))
+    result = Shown(vector, about)
+    cutters: dict[tuple[str, int], Cutter] = {}
+    for number, step in enumerate(vector.steps, 1):
+        client = step.kind in H2_CLIENT or step.kind in ("send_eof", "pause")
+        arrow = ARROWS["client" if client else "server"] if step.kind != "pause" else ARROWS[""]
+        result.rows.append(Row(number, arrow, _h2_lines(step, cutters)))
+    for (side, sid), cutter in sorted(cutters.items()):
+        rest = _part_lines(cutter.rest())
+        if rest:
+            result.rows.append(Row(len(vector.steps), ARROWS[side],
+                                   [f"stream {sid}:", *rest]))
+    result.end = _end(vector)
+    return result
+
+
 def shown(vector: Vector) -> Shown:
     """The vector rendered as rows of text."""
+    if vector.http2:
+        return _shown_h2(vector)
     about = [f"draft {vector.draft.value}; {_provenance(vector)}",
              f"source: {printable(vector.source, 400)}"]
     result = Shown(vector, about)

@@ -74,7 +74,13 @@ def _close_frame(draft: Draft, code: int) -> bytes:
 
 
 def pieces(vector: Vector) -> list[Piece]:
-    """The vector's steps as wire pieces, in order."""
+    """The vector's steps as wire pieces, in order. An HTTP/2 vector holds no bytes of its
+    own (HPACK's output depends on the connection): its pieces are what it puts on the
+    wire against wscompat's HTTP/2 session, offline."""
+    if vector.http2:
+        from wscompat.vectors.h2check import h2_pieces  # noqa: PLC0415 (it imports this)
+
+        return h2_pieces(vector)
     out: list[Piece] = []
     for number, step in enumerate(vector.steps, 1):
         kind = step.kind
