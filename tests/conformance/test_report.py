@@ -35,7 +35,8 @@ def test_summary_and_json() -> None:
     assert document["ok"] is False and document["exit_status"] == 1
     assert [c["verdict"] for c in document["cases"]] == ["OK", "FAILED"]
     assert document["summary"]["all"]["cases"] == 2
-    assert document["settings"] == {"full": False, "pause_scale": 1.0, "cases": ["1.1.*"]}
+    assert document["settings"] == {"full": False, "pause_scale": 1.0, "cases": ["1.1.*"],
+                                    "http2": False}
 
 
 def test_pages_escape_and_cut(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 Plays the selected cases one after the other, prints a line for each case that is not
 OK (``-v``: every case), then the verdicts counted per section; ``--json`` prints one
 JSON document instead, and ``--html DIR`` also writes a report to open in a browser.
+``--http2`` plays the RFC 6455 cases over HTTP/2 (RFC 8441, prior knowledge), each on
+an extended CONNECT stream of an HTTP/2 connection of its own.
 Exit status: 0 when no case FAILED (OK, NON-STRICT, INFORMATIONAL and UNIMPLEMENTED
 pass), 1 when one did or the server cannot be reached, 2 for a usage error.
 """
@@ -25,8 +27,9 @@ from tqdm import tqdm
 import wscompat
 from wscompat.conformance.cases import Sizes
 from wscompat.conformance.catalogue import AnyCase, catalogue, select
+from wscompat.conformance.legacy import LegacyCase
 from wscompat.conformance.report import RunInfo, printable, row, summary, to_json, write_html
-from wscompat.conformance.runner import reachable, run_all
+from wscompat.conformance.runner import reachable, reachable_h2, run_all
 from wscompat.conformance.timing import Timing
 from wscompat.conformance.verdict import Result, Verdict
 from wscompat.conformance.wire import Target, parse_url
@@ -42,6 +45,7 @@ _EXAMPLES = """examples:
   wscompat conform ws://127.0.0.1:8080/ --cases hixie-76 --html report/
   wscompat conform ws://127.0.0.1:8080/ --json > conform.json
   wscompat conform --list --cases 12.1                       what a selection holds
+  wscompat conform ws://127.0.0.1:8080/ --http2              over HTTP/2 (RFC 8441)
 
 Sections 1-7, 9, 10, 12 and 13 are Autobahn|Testsuite's (12 and 13: permessage-deflate);
 hixie-75, hixie-76, hybi-07 and hybi-08 are the drafts before RFC 6455. The server must
@@ -92,6 +96,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="also write an HTML report: DIR/index.html and a page per case")
     c.add_argument("-v", "--verbose", action="store_true",
                    help="print a line for every case, not only those that are not OK")
+    c.add_argument("--http2", action="store_true",
+                   help="play the RFC 6455 cases over HTTP/2 (RFC 8441): each case on an "
+                   "extended CONNECT stream of a new HTTP/2 connection, with prior "
+                   "knowledge; the drafts before RFC 6455 are left out")
 
 
 def _patterns(values: Sequence[str]) -> tuple[str, ...]:
@@ -115,6 +123,11 @@ def _conform(args: argparse.Namespace) -> int:
     cases = select(catalogue(Sizes.full() if args.full else Sizes()), patterns)
     if not cases:
         raise UsageError(f"no case matches {', '.join(patterns)} (--list shows them all)")
+    if args.http2:
+        cases = [case for case in cases if not isinstance(case, LegacyCase)]
+        if not cases:
+            raise UsageError("the drafts before RFC 6455 have no HTTP/2 form: select RFC "
+                             "6455 cases with --http2")
     if args.list:
         for case in cases:
             print(f"{case.id:<14} {case.description}")
@@ -128,16 +141,17 @@ def _conform(args: argparse.Namespace) -> int:
     if args.html is not None and args.html.exists() and not args.html.is_dir():
         raise UsageError(f"--html {args.html}: not a directory")
     timing = Timing(pause_scale=args.pause_scale)
-    problem = trio.run(reachable, target, timing)
+    problem = trio.run(reachable_h2 if args.http2 else reachable, target, timing)
     if problem is not None:
-        print(f"wscompat conform: cannot connect to {target.host} port {target.port}: "
+        what = "open WebSockets over HTTP/2 on" if args.http2 else "connect to"
+        print(f"wscompat conform: cannot {what} {target.host} port {target.port}: "
               f"{printable(problem)}", file=sys.stderr)
         return EXIT_FAILED
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     clock = time.monotonic()
     results = _play(cases, target, timing, args)
     info = RunInfo(args.url, started, time.monotonic() - clock, args.full, args.pause_scale,
-                   patterns, wscompat.__version__)
+                   patterns, wscompat.__version__, http2=args.http2)
     status = EXIT_FAILED if any(r.verdict is Verdict.FAILED for r in results) else EXIT_OK
     index = (write_html(results, info, args.html, status=status)
              if args.html is not None else None)
@@ -147,7 +161,8 @@ def _conform(args: argparse.Namespace) -> int:
         return status
     print(summary(results))
     failed = sum(r.verdict is Verdict.FAILED for r in results)
-    print(f"\n{len(results)} cases in {info.seconds:.1f} s, {failed} FAILED "
+    over = " over HTTP/2" if args.http2 else ""
+    print(f"\n{len(results)} cases{over} in {info.seconds:.1f} s, {failed} FAILED "
           f"({'Autobahn sizes' if args.full else 'scaled'} sections 9, 12 and 13)")
     for result in results:
         if result.verdict is Verdict.FAILED:
@@ -179,7 +194,7 @@ def _play(cases: Sequence[AnyCase], target: Target, timing: Timing,
             bar.update(1)
 
     try:
-        return trio.run(partial(run_all, cases, target, timing, heard))
+        return trio.run(partial(run_all, cases, target, timing, heard, http2=args.http2))
     finally:
         if bar is not None:
             bar.close()

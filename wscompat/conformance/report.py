@@ -40,6 +40,8 @@ class RunInfo:
     pause_scale: float
     patterns: tuple[str, ...]
     version: str
+    http2: bool = False
+    """The cases ran over HTTP/2 (RFC 8441)."""
 
 
 def printable(text: str, limit: int = 300) -> str:
@@ -90,7 +92,7 @@ def to_json(results: Sequence[Result], info: RunInfo, *, status: int,
         "started": info.started,
         "seconds": round(info.seconds, 3),
         "settings": {"full": info.full, "pause_scale": info.pause_scale,
-                     "cases": list(info.patterns)},
+                     "cases": list(info.patterns), "http2": info.http2},
         "wscompat": info.version,
         "ok": status == 0,
         "exit_status": status,
@@ -170,9 +172,10 @@ def _summary_table(results: Sequence[Result]) -> str:
 
 def _index(results: Sequence[Result], info: RunInfo, status: int) -> str:
     failed = sum(r.verdict is Verdict.FAILED for r in results)
+    over = " over HTTP/2 (RFC 8441)" if info.http2 else ""
     body = [
         f"<h1>Conformance of {_e(info.url)}</h1>\n",
-        f"<p>{len(results)} cases, started {_e(info.started)}, {info.seconds:.1f} s; "
+        f"<p>{len(results)} cases{over}, started {_e(info.started)}, {info.seconds:.1f} s; "
         f"{failed} FAILED, exit status {status} (0 when no case FAILED). wscompat "
         f"{_e(info.version)}, {'Autobahn sizes' if info.full else 'scaled'} sections "
         f"9, 12 and 13, pauses scaled by {info.pause_scale:g}"

@@ -7,6 +7,12 @@ closes with 1000 once the expected events have arrived, and fails the connection
 server breaks the protocol. Everything it writes and reads goes to the case's wire log.
 The legacy drafts' cases are played by :mod:`.legacy_runner`; :func:`play` takes either.
 
+With ``http2`` each case runs over an extended CONNECT stream (RFC 8441) on an HTTP/2
+connection of its own, opened with prior knowledge: the same frames go in the stream's
+DATA frames, the server ending its side of the stream (END_STREAM) stands for its TCP
+close, and the client's drop resets the stream. The drafts before RFC 6455 have no
+HTTP/2 form, so their cases are not played that way.
+
 Every case has a hard deadline (:func:`budget`), so nothing hangs whatever the server
 does, and the masking keys and the handshake key are derived from the case id, so a
 case writes the same octets every time.
@@ -24,7 +30,7 @@ from wscompat.conformance.cases import Case, Echoes, Event, Pause, RoundTrip, Se
 from wscompat.conformance.compression import messages
 from wscompat.conformance.legacy import LegacyCase
 from wscompat.conformance.legacy_runner import run_legacy
-from wscompat.conformance.session import SessionBase, drive
+from wscompat.conformance.session import SessionBase, drive, drive_h2
 from wscompat.conformance.timing import Timing, budget
 from wscompat.conformance.verdict import Observation, Result, expected_lists, judge, same
 from wscompat.conformance.wire import (
@@ -42,7 +48,9 @@ from wscompat.conformance.wire import (
     ProtocolError,
     Received,
     Refused,
+    Side,
     Target,
+    agree,
     case_key,
     check_hybi_response,
     check_server_frame,
@@ -53,8 +61,11 @@ from wscompat.conformance.wire import (
     split_head,
     valid_close_code,
 )
+from wscompat.errors import HandshakeRejected
+from wscompat.trio.http2_client import H2Client, open_h2_client
 
-__all__ = ["Timing", "budget", "play", "reachable", "run_all", "run_case"]
+__all__ = ["Timing", "budget", "handshake_h2", "play", "reachable", "reachable_h2", "run_all",
+           "run_case"]
 
 READ_SIZE = 65536
 
@@ -423,11 +434,58 @@ async def handshake(stream: trio.abc.Stream, target: Target, case: Case,
     return rest, Deflater(agreement)
 
 
-async def run_case(case: Case, target: Target, timing: Timing | None = None) -> Result:
+async def handshake_h2(client: H2Client, target: Target, case: Case,
+                       session_log: Observation,
+                       started: float) -> tuple[trio.abc.Stream, Deflater | None]:
+    """The opening handshake as an extended CONNECT (RFC 8441); the stream of the
+    WebSocket's bytes, and the compressor permessage-deflate needs, if it was agreed.
+    The answer is checked here as :func:`check_hybi_response` checks a 101."""
+    hs = case.handshake
+    extra = [("sec-websocket-extensions", hs.offer)] if hs.offer is not None else []
+    try:
+        stream = await client.open_websocket(
+            target.resource, authority=target.host_header, origin=target.origin,
+            extra_headers=extra, check=False)
+    except HandshakeRejected as exc:
+        _log_fields(session_log, started, "client", "opening handshake (HTTP/2)",
+                    client.session.last_request)
+        if exc.status == 0:
+            raise HandshakeError(exc.reason) from None
+        line = f"HTTP/2 {exc.status} {exc.reason}"
+        session_log.wire.add(trio.current_time() - started, "server", "handshake answer",
+                             line.encode(), text=True)
+        raise Refused(line) from None
+    _log_fields(session_log, started, "client", "opening handshake (HTTP/2)",
+                stream.request_headers)
+    _log_fields(session_log, started, "server", "handshake answer",
+                [(":status", str(stream.status)), *stream.response_headers])
+    if stream.response_headers.get("sec-websocket-protocol") is not None:
+        await stream.aclose()
+        raise HandshakeError("the server chose a subprotocol the client did not offer")
+    answered = stream.response_headers.joined("sec-websocket-extensions")
+    if answered is None:
+        return stream, None
+    if hs.offer is None:
+        await stream.aclose()
+        raise HandshakeError(f"the server agreed extensions the client did not offer: "
+                             f"{answered!r}")
+    agreement = agree(hs.offer, answered)
+    session_log.extensions = agreement.header
+    return stream, Deflater(agreement)
+
+
+def _log_fields(obs: Observation, started: float, side: Side, what: str,
+                fields: Sequence[tuple[str, str]]) -> None:
+    text = "".join(f"{name}: {value}\r\n" for name, value in fields)
+    obs.wire.add(trio.current_time() - started, side, what, text.encode("utf-8"), text=True)
+
+
+async def run_case(case: Case, target: Target, timing: Timing | None = None, *,
+                   http2: bool = False) -> Result:
     """Connect, handshake, play the case and judge it; never raises for server faults
     and never runs past the case's :func:`budget`."""
     timing = timing or Timing()
-    obs = Observation()
+    obs = Observation(link="the HTTP/2 stream" if http2 else "TCP")
     started = trio.current_time()
 
     async def opening(stream: trio.SocketStream) -> _Session | None:
@@ -442,26 +500,44 @@ async def run_case(case: Case, target: Target, timing: Timing | None = None) -> 
         session.parser.feed(leftover)
         return session
 
-    await drive(target, opening, timing=timing, obs=obs, started=started,
-                seconds=budget(case, timing),
-                errors=(OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError))
+    async def opening_h2(client: H2Client) -> _Session | None:
+        try:
+            with trio.fail_after(timing.connect_timeout):
+                stream, deflater = await handshake_h2(client, target, case, obs, started)
+        except Refused as exc:
+            obs.refused = exc.status_line
+            return None
+        return _Session(case, stream, timing, obs=obs, started=started, deflater=deflater)
+
+    errors = (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError)
+    if http2:
+        await drive_h2(target, opening_h2, timing=timing, obs=obs, started=started,
+                       seconds=budget(case, timing), errors=(*errors, HandshakeRejected))
+    else:
+        await drive(target, opening, timing=timing, obs=obs, started=started,
+                    seconds=budget(case, timing), errors=errors)
     return judge(case, obs)
 
 
-async def play(case: Case | LegacyCase, target: Target, timing: Timing | None = None) -> Result:
-    """Either catalogue's case, played and judged."""
+async def play(case: Case | LegacyCase, target: Target, timing: Timing | None = None, *,
+               http2: bool = False) -> Result:
+    """Either catalogue's case, played and judged (an RFC 6455 one over HTTP/2 with
+    ``http2``)."""
     if isinstance(case, LegacyCase):
+        if http2:
+            raise ValueError(f"{case.id}: the drafts before RFC 6455 have no HTTP/2 form")
         return await run_legacy(case, target, timing or Timing())
-    return await run_case(case, target, timing)
+    return await run_case(case, target, timing, http2=http2)
 
 
 async def run_all(cases: Sequence[Case | LegacyCase], target: Target, timing: Timing | None = None,
-                  on_result: Callable[[Result], None] | None = None) -> list[Result]:
+                  on_result: Callable[[Result], None] | None = None, *,
+                  http2: bool = False) -> list[Result]:
     """Every case, one after the other on a connection of its own, as Autobahn runs
     them; ``on_result`` hears of each as it ends."""
     results = []
     for case in cases:
-        result = await play(case, target, timing)
+        result = await play(case, target, timing, http2=http2)
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -478,4 +554,22 @@ async def reachable(target: Target, timing: Timing) -> str | None:
     except trio.TooSlowError:
         return f"no connection in {timing.connect_timeout:g} s"
     await trio.aclose_forcefully(stream)
+    return None
+
+
+async def reachable_h2(target: Target, timing: Timing) -> str | None:
+    """Why no WebSocket over HTTP/2 can be opened on the server (no connection, no
+    HTTP/2 with prior knowledge, no extended CONNECT in its SETTINGS), or None."""
+    try:
+        async with open_h2_client(target.host, target.port,
+                                  timeout=timing.connect_timeout) as client:
+            if not client.extended_connect:
+                return ("it speaks HTTP/2 but does not support WebSocket over it (its "
+                        "SETTINGS do not enable the extended CONNECT of RFC 8441)")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except trio.TooSlowError:
+        return f"no HTTP/2 connection in {timing.connect_timeout:g} s"
+    except HandshakeRejected as exc:
+        return exc.reason
     return None

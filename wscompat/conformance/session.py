@@ -1,19 +1,24 @@
 """What every case's client session shares, RFC 6455 or legacy: its wire log, the
 notification the steps wait on, how the client drops or fails the connection, and the
-run that connects, opens, plays and closes within the case's budget."""
+run that connects, opens, plays and closes within the case's budget: over TCP
+(:func:`drive`), or over an extended CONNECT stream on an HTTP/2 connection of its own
+(:func:`drive_h2`), where dropping the connection resets the stream."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
 from wscompat.conformance.timing import Timing
 from wscompat.conformance.verdict import Observation
 from wscompat.conformance.wire import Side, Target
+from wscompat.trio.http2_client import H2Client, open_h2_client
 
-__all__ = ["Playable", "SessionBase", "drive"]
+__all__ = ["Playable", "SessionBase", "drive", "drive_h2"]
+
+Link = TypeVar("Link")
 
 
 class SessionBase:
@@ -76,17 +81,49 @@ async def drive(
         try:
             with trio.fail_after(timing.connect_timeout):
                 stream = await trio.open_tcp_stream(target.host, target.port)
-            session = await opening(stream)
         except errors as exc:
             obs.handshake_error = str(exc) or type(exc).__name__
         else:
-            if session is not None:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(session.read_loop)
-                    await session.play()
-                    nursery.cancel_scope.cancel()
+            await _open_and_play(stream, opening, obs, errors)
     if deadline.cancelled_caught:
         obs.timed_out = True
     if stream is not None:
         await trio.aclose_forcefully(stream)
     obs.duration = trio.current_time() - started
+
+
+async def drive_h2(
+    target: Target, opening: Callable[[H2Client], Awaitable[Playable | None]], *,
+    timing: Timing, obs: Observation, started: float, seconds: float,
+    errors: tuple[type[BaseException], ...],
+) -> None:
+    """:func:`drive` over HTTP/2 with prior knowledge: ``opening`` opens the session's
+    stream on a new connection; the connection ends (GOAWAY) with the case."""
+    with trio.move_on_after(seconds) as deadline:
+        opened = False
+        try:
+            async with open_h2_client(target.host, target.port,
+                                      timeout=timing.connect_timeout) as client:
+                opened = True
+                await _open_and_play(client, opening, obs, errors)
+        except errors as exc:
+            if opened:
+                raise
+            obs.handshake_error = str(exc) or type(exc).__name__
+    if deadline.cancelled_caught:
+        obs.timed_out = True
+    obs.duration = trio.current_time() - started
+
+
+async def _open_and_play(link: Link, opening: Callable[[Link], Awaitable[Playable | None]],
+                         obs: Observation, errors: tuple[type[BaseException], ...]) -> None:
+    try:
+        session = await opening(link)
+    except errors as exc:
+        obs.handshake_error = str(exc) or type(exc).__name__
+        return
+    if session is not None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.read_loop)
+            await session.play()
+            nursery.cancel_scope.cancel()

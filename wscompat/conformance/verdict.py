@@ -73,6 +73,9 @@ class Observation:
     """The client closed TCP itself: the server did not, in time."""
     timed_out: bool = False
     """The whole case ran into its deadline."""
+    link: str = "TCP"
+    """What carried the WebSocket: ``TCP``, or ``the HTTP/2 stream`` (RFC 8441), whose
+    END_STREAM or RST_STREAM plays the part of TCP's close."""
     duration: float = 0.0
     wire: WireLog = field(default_factory=WireLog)
 
@@ -279,9 +282,9 @@ def describe_observation(obs: Observation) -> str:
     if obs.server_error:
         parts.append(f"client failed: {obs.server_error}")
     if obs.server_dropped:
-        parts.append("TCP closed by the server")
+        parts.append(f"{obs.link} closed by the server")
     elif obs.dropped_by_client:
-        parts.append("TCP closed by the client")
+        parts.append(f"{obs.link} closed by the client")
     if obs.timed_out:
         parts.append("deadline reached")
     parts.append(f"{obs.duration:.3f} s")

@@ -29,6 +29,7 @@ from wscompat.tools.client import (
 )
 from wscompat.tools.common import UsageError, parse_target, printable, tls_context
 from wscompat.tools.probe import ProbeSettings, probe, render, speaks
+from wscompat.tools.probe_http2 import probe_http2
 
 __all__ = ["COMMANDS", "add_commands", "run"]
 
@@ -44,6 +45,7 @@ _CLIENT_EXAMPLES = """examples:
   wscompat client ws://127.0.0.1:8080/ --draft 76 --send hello --expect hello
   wscompat client ws://127.0.0.1:8080/ --send-binary 00ff --expect-binary 00ff -v
   wscompat client wss://chat.example/ --subprotocol chat --compression permessage-deflate
+  wscompat client wss://chat.example/ --http2 --send hi --expect hi     over HTTP/2
 
 Messages received are printed on standard output, text as '< text' (controls
 escaped) and binary as '< [binary, N bytes] hex'; -v prints the handshake's bytes
@@ -57,6 +59,7 @@ _PROBE_EXAMPLES = """examples:
   wscompat probe ws://127.0.0.1:8080/
   wscompat probe ws://127.0.0.1:8080/ --json > probe.json
   wscompat probe wss://chat.example/ --cafile ca.pem --timeout 5
+  wscompat probe ws://127.0.0.1:8080/ --http2             WebSocket over HTTP/2
 
 Every question is one connection, answered within --timeout; four are asked at once,
 drafts first, and the whole probe ends by --deadline.
@@ -125,6 +128,9 @@ def _add_common(parser: argparse.ArgumentParser, timeout: float) -> None:
                      "certificate with, instead of the system's")
     tls.add_argument("--insecure", action="store_true",
                      help="with wss://: do not check the server's certificate or name")
+    parser.add_argument("--http2", action="store_true",
+                        help="over HTTP/2 (RFC 8441): wss:// offers ALPN h2 alone, ws:// "
+                        "speaks HTTP/2 with prior knowledge; RFC 6455 only")
 
 
 def add_commands(sub: Any) -> None:
@@ -216,7 +222,7 @@ def _client(args: argparse.Namespace) -> int:
         compression=tuple(args.compression), sends=tuple(args.sends),
         expects=tuple(args.expects), timeout=args.timeout, linger=args.linger,
         verbose=args.verbose,
-        ssl_context=_context(args, target.secure),
+        ssl_context=_context(args, target.secure), http2=args.http2,
     )
     options.check()
     for stream, errors in ((sys.stdin, "replace"), (sys.stdout, "backslashreplace")):
@@ -231,7 +237,7 @@ def _probe(args: argparse.Namespace) -> int:
     settings = ProbeSettings(target, origin=_origin(args, target), timeout=args.timeout,
                              deadline=args.deadline,
                              ssl_context=_context(args, target.secure))
-    report = trio.run(probe, settings)
+    report = trio.run(probe_http2 if args.http2 else probe, settings)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

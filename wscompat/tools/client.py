@@ -8,10 +8,14 @@ With nothing expected, the client closes once the server has been quiet for
 ``--linger`` after the last message sent: a server may answer a close at once and
 drop the replies it had yet to send, so closing right after sending would lose them.
 ``-v`` prints the handshake's bytes both ways on standard error, as curl -v does.
+With ``--http2`` the WebSocket is an extended CONNECT stream on an HTTP/2 connection
+(RFC 8441): ``-v`` then prints the header lists of the request and its answer.
 
 Theory of operation. A :class:`Session` drives one sans-I/O
 :class:`~wscompat.protocol.connection.ClientConnection` over a trio stream. It writes
-and reads the handshake itself, so that the bytes can be shown; then a reader task
+and reads the handshake itself, so that the bytes can be shown (over HTTP/2 the
+handshake is the stream's, and the session drives an
+:class:`~wscompat.protocol.connection.Established` framer over it); then a reader task
 feeds every read to the connection, puts the messages it yields on a channel and
 writes whatever the connection has to say (pongs, the close reply). Closing sends the
 draft's close and lets the reader run on until the server's answer: messages the
@@ -29,11 +33,16 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import trio
-from websockets.extensions import ClientExtensionFactory
+from websockets.extensions import ClientExtensionFactory, Extension
 
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected, ProtocolViolation
-from wscompat.protocol.connection import ClientConnection, ConnectionSettings
+from wscompat.protocol.connection import (
+    ClientConnection,
+    ConnectionSettings,
+    Established,
+    make_framer,
+)
 from wscompat.protocol.extensions import (
     DEFLATE_FRAME_NAMES,
     ClientDeflateFrameFactory,
@@ -51,6 +60,7 @@ from wscompat.tools.common import (
     show_exchange,
     status_line,
 )
+from wscompat.trio.http2_client import H2WebSocketStream, alpn_context, h2_session
 
 __all__ = [
     "COMPRESSION_NAMES",
@@ -99,6 +109,8 @@ class ClientOptions:
     message sent, before the client closes."""
     verbose: bool = False
     ssl_context: ssl.SSLContext | None = None
+    http2: bool = False
+    """Open the WebSocket over HTTP/2 (RFC 8441)."""
 
     @property
     def scripted(self) -> bool:
@@ -108,6 +120,9 @@ class ClientOptions:
     def check(self) -> None:
         """UsageError for what the draft cannot carry, before any connection is made."""
         caps = self.draft.caps
+        if self.http2 and self.draft is not Draft.RFC6455:
+            raise UsageError(f"HTTP/2 carries RFC 6455 only: no --draft {self.draft.short} "
+                             "with --http2")
         if not caps.binary and any(isinstance(m, bytes) for m in (*self.sends, *self.expects)):
             raise UsageError(f"{self.draft} carries text only: no --send-binary or "
                              "--expect-binary")
@@ -165,10 +180,13 @@ class Session:
     """One client connection: the sans-I/O protocol, the stream under it, and the
     reader task's signals. See the module docstring."""
 
-    def __init__(self, stream: trio.abc.Stream, proto: ClientConnection, console: Console,
-                 *, timeout: float, verbose: bool) -> None:
+    def __init__(self, stream: trio.abc.Stream, proto: ClientConnection | Established,
+                 console: Console, *, timeout: float, verbose: bool) -> None:
         self.stream = stream
         self.proto = proto
+        self.subprotocol: str | None = None
+        self.extensions: tuple[Extension, ...] = ()
+        """What the handshake agreed."""
         self.console = console
         self.timeout = timeout
         self.verbose = verbose
@@ -180,6 +198,7 @@ class Session:
     async def open(self) -> None:
         """Write the request and read the answer; Failed with the status line (or why
         a 101 is not valid) when the server refuses."""
+        assert isinstance(self.proto, ClientConnection)
         request = self.proto.request()
         if self.verbose:
             show_exchange(">", request, self.console.info)
@@ -198,6 +217,7 @@ class Session:
             raise Failed(refusal(exc, bytes(received))) from None
         result = self.proto.result
         assert result is not None
+        self.subprotocol, self.extensions = result.subprotocol, result.extensions
         if self.verbose:
             answer = bytes(received[: len(received) - len(result.leftover)])
             show_exchange("<", answer, self.console.info)
@@ -300,15 +320,11 @@ def refusal(exc: HandshakeRejected, received: bytes) -> str:
 async def run_client(options: ClientOptions, console: Console, stdin: TextIO) -> int:
     """Connect, converse (scripted or from ``stdin``), close; the exit status."""
     target = options.target
-    handshake = ClientHandshake(
-        options.draft, target.host, target.resource, port=target.port, secure=target.secure,
-        origin=options.origin, subprotocols=options.subprotocols,
-        extra_headers=options.headers, extensions=extension_factories(options.compression),
-    )
-    proto = ClientConnection(handshake, ConnectionSettings(max_message_size=MAX_MESSAGE))
+    context = alpn_context(options.ssl_context) if options.http2 and target.secure else (
+        options.ssl_context)
     try:
         with trio.fail_after(options.timeout):
-            stream = await connect_stream(target, options.ssl_context)
+            stream = await connect_stream(target, context)
     except CannotConnect as exc:
         console.info(f"wscompat client: {exc}")
         return EXIT_FAILED
@@ -316,9 +332,18 @@ async def run_client(options: ClientOptions, console: Console, stdin: TextIO) ->
         console.info(f"wscompat client: no connection to {target.where} within "
                      f"{options.timeout:g} s")
         return EXIT_FAILED
-    session = Session(stream, proto, console, timeout=options.timeout,
-                      verbose=options.verbose)
     try:
+        if options.http2:
+            return await _run_h2(options, console, stdin, stream)
+        handshake = ClientHandshake(
+            options.draft, target.host, target.resource, port=target.port,
+            secure=target.secure, origin=options.origin, subprotocols=options.subprotocols,
+            extra_headers=options.headers,
+            extensions=extension_factories(options.compression),
+        )
+        proto = ClientConnection(handshake, ConnectionSettings(max_message_size=MAX_MESSAGE))
+        session = Session(stream, proto, console, timeout=options.timeout,
+                          verbose=options.verbose)
         try:
             with trio.fail_after(options.timeout):
                 await session.open()
@@ -335,16 +360,84 @@ async def run_client(options: ClientOptions, console: Console, stdin: TextIO) ->
         await trio.aclose_forcefully(stream)
 
 
+async def _run_h2(options: ClientOptions, console: Console, stdin: TextIO,
+                  stream: trio.abc.Stream) -> int:
+    """The conversation over an extended CONNECT stream on a new HTTP/2 connection;
+    Failed when the server does not speak HTTP/2 or RFC 8441, or refuses."""
+    target = options.target
+    try:
+        async with h2_session(stream, host=target.host, port=target.port,
+                              timeout=options.timeout) as client:
+            if options.verbose:
+                how = "TLS, ALPN h2" if client.secure else "prior knowledge"
+                console.info(f"* HTTP/2 ({how}), the server's SETTINGS: "
+                             f"{_settings(client.session.remote_settings)}")
+            try:
+                with trio.fail_after(options.timeout):
+                    io = await client.open_websocket(
+                        target.resource, origin=options.origin,
+                        subprotocols=options.subprotocols, extra_headers=options.headers,
+                        extensions=extension_factories(options.compression))
+            except HandshakeRejected as exc:
+                if options.verbose:
+                    _show_fields(">", client.session.last_request, console)
+                raise Failed(h2_refusal(exc)) from None
+            if options.verbose:
+                _show_h2_exchange(io, console)
+            settings = ConnectionSettings(max_message_size=MAX_MESSAGE)
+            proto = Established(make_framer(Draft.RFC6455, settings, io.extensions,
+                                            client=True))
+            session = Session(io, proto, console, timeout=options.timeout,
+                              verbose=options.verbose)
+            session.subprotocol, session.extensions = io.subprotocol, io.extensions
+            _connected(options, session, interactive=not options.scripted and stdin.isatty())
+            return await _converse(options, session, stdin)
+    except HandshakeRejected as exc:  # no HTTP/2 on this port
+        raise Failed(h2_refusal(exc)) from None
+    except trio.TooSlowError:
+        raise Failed(f"no answer within {options.timeout:g} s") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise Failed(f"the HTTP/2 connection broke: {exc}") from None
+
+
+def h2_refusal(exc: HandshakeRejected) -> str:
+    """One line on a failed HTTP/2 handshake: the status and the reason the server's
+    body gave, with the versions a refusal lists; or why there is no RFC 8441 here."""
+    if exc.status == 0:
+        return printable(exc.reason)
+    if 200 <= exc.status < 300:
+        return f"the server's {exc.status} answer is not valid: {printable(exc.reason)}"
+    line = f"refused: HTTP/2 {exc.status} {printable(exc.reason)}"
+    for name, value in exc.headers:
+        if name.lower() == "sec-websocket-version":
+            line += f" (Sec-WebSocket-Version: {printable(value)})"
+    return line
+
+
+def _settings(remote: dict[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in remote.items()) or "none"
+
+
+def _show_fields(prefix: str, fields: Sequence[tuple[str, str]], console: Console) -> None:
+    """A header list one field a line, as ``-v`` shows an HTTP/1.1 head."""
+    for name, value in fields:
+        console.info(f"{prefix} {printable(name)}: {printable(value)}".rstrip())
+    console.info(prefix)
+
+
+def _show_h2_exchange(io: H2WebSocketStream, console: Console) -> None:
+    _show_fields(">", io.request_headers, console)
+    _show_fields("<", [(":status", str(io.status)), *io.response_headers], console)
+
+
 def _connected(options: ClientOptions, session: Session, *, interactive: bool) -> None:
     """Say what was agreed, with -v or to a person at a terminal."""
-    result = session.proto.result
-    assert result is not None
     if not (options.verbose or interactive):
         return
-    parts = [str(options.draft)]
-    if result.subprotocol:
-        parts.append(f"subprotocol {printable(result.subprotocol)}")
-    for ext in result.extensions:
+    parts = [str(options.draft) + (" over HTTP/2" if options.http2 else "")]
+    if session.subprotocol:
+        parts.append(f"subprotocol {printable(session.subprotocol)}")
+    for ext in session.extensions:
         parts.append(f"extension {printable(str(ext.name))}")
     hint = "; type messages, end with Ctrl-D" if interactive else ""
     session.console.info(f"* connected to {options.target.url} ({', '.join(parts)}){hint}")

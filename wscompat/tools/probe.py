@@ -56,6 +56,7 @@ __all__ = [
     "DRAFT_NAMES",
     "PARALLEL",
     "ProbeSettings",
+    "ask_all",
     "probe",
     "render",
     "speaks",
@@ -85,6 +86,14 @@ ECHO_FIELDS = frozenset(name.lower() for name in (
     "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions",
 ))
 """Response fields that answer the request: what a draft's client checks."""
+REFUSAL_LABELS = {
+    "unknown-version": f"unknown version ({UNKNOWN_VERSION})",
+    "plain-get": "plain GET (no Upgrade)",
+    "no-protocol": "CONNECT without :protocol",
+}
+SHOWN_SETTINGS = ("MAX_CONCURRENT_STREAMS", "INITIAL_WINDOW_SIZE", "MAX_FRAME_SIZE",
+                  "MAX_HEADER_LIST_SIZE")
+"""The server SETTINGS the table shows (the report has them all)."""
 _STATUS = re.compile(rb"HTTP/\d\.\d (\d{3})")
 _ALLOW = re.compile(rb"<allow-access-from\s([^>]*?)\s*/?>")
 
@@ -123,6 +132,14 @@ async def probe(settings: ProbeSettings) -> Record:
     questions["refusals", "unknown-version"] = asked.unknown_version
     questions["refusals", "plain-get"] = asked.plain_get
     questions["tls", ""] = asked.tls
+    return await ask_all(settings, questions)
+
+
+async def ask_all(settings: ProbeSettings,
+                  questions: dict[tuple[str, str], Question]) -> Record:
+    """Ask ``questions``, keyed by (group, name), :data:`PARALLEL` at once and in their
+    order, within the deadline; the report: each group maps names to answers (a group
+    of one question, name ``""``, is that answer)."""
     answers: dict[tuple[str, str], Record] = {
         key: {"supported": False, "error": f"not asked within the probe's deadline "
               f"({settings.deadline:g} s)"}
@@ -145,9 +162,9 @@ async def probe(settings: ProbeSettings) -> Record:
         "url": settings.target.url,
         "timeout": settings.timeout,
         "seconds": round(trio.current_time() - start, 3),
-        "drafts": {}, "policy_file": {}, "compression": {}, "subprotocol": {},
-        "refusals": {}, "tls": {},
     }
+    for group, _ in questions:
+        report.setdefault(group, {})
     for (group, name), answer in answers.items():
         if answer["supported"]:  # a draft whose close the deadline cut short
             answer["error"] = None
@@ -433,16 +450,26 @@ def _rejection(exc: HandshakeRejected, received: bytes) -> str:
 
 
 def render(report: Record) -> str:
-    """The report as a table: one row per question, its answer and the evidence."""
+    """The report as a table: one row per question, its answer and the evidence (the
+    HTTP/2 probe's report too, which has an ``http2`` and a ``streams`` answer and no
+    policy file or TLS question)."""
     rows: list[tuple[str, str, str]] = []
+    extra = 0
+    """Rows that are not questions of their own."""
+    connection = report.get("http2")
+    if connection is not None:
+        rows.append((f"HTTP/2 ({connection.get('how') or 'not spoken'})", _yes(connection),
+                     _settings_evidence(connection)))
     for name, answer in report["drafts"].items():
         rows.append((name, _yes(answer), _draft_evidence(answer)))
         if name == Draft.HIXIE76.value:
             rows.append(("hixie-76 via HTTP proxy", *_proxy_row(answer)))
-    policy = report["policy_file"]
-    rows.append(("Flash policy file", _yes(policy),
-                 "; ".join(policy.get("allow") or []) if policy["supported"]
-                 else _why(policy)))
+            extra += 1
+    policy = report.get("policy_file")
+    if policy is not None:
+        rows.append(("Flash policy file", _yes(policy),
+                     "; ".join(policy.get("allow") or []) if policy["supported"]
+                     else _why(policy)))
     for name, answer in report["compression"].items():
         rows.append((name, _yes(answer),
                      answer["extensions"] if answer["supported"] else _why(answer)))
@@ -451,24 +478,39 @@ def render(report: Record) -> str:
     rows.append(("subprotocol echo", _yes(sub),
                  f"chose {sub['subprotocol']} of {offered}" if sub["supported"]
                  else _why(sub)))
-    labels = {"unknown-version": f"unknown version ({UNKNOWN_VERSION})",
-              "plain-get": "plain GET (no Upgrade)"}
     for name, answer in report["refusals"].items():
-        rows.append((labels.get(name, name), *_refusal_row(answer)))
-    tls = report["tls"]
-    checked = "certificate checked" if tls.get("verified") else "certificate not checked"
-    rows.append(("TLS on this port", _yes(tls),
-                 f"{tls['version']}, {tls['cipher']}, {checked}" if tls["supported"]
-                 else _why(tls)))
+        rows.append((REFUSAL_LABELS.get(name, name), *_refusal_row(answer)))
+    streams = report.get("streams")
+    if streams is not None:
+        rows.append(("two WebSockets, one connection", _yes(streams),
+                     f"streams {', '.join(map(str, streams['stream_ids']))} open at once"
+                     if streams["supported"] else _why(streams)))
+    tls = report.get("tls")
+    if tls is not None:
+        checked = "certificate checked" if tls.get("verified") else "certificate not checked"
+        rows.append(("TLS on this port", _yes(tls),
+                     f"{tls['version']}, {tls['cipher']}, {checked}" if tls["supported"]
+                     else _why(tls)))
     widths = [max(len(row[i]) for row in [("question", "answer", ""), *rows])
               for i in range(2)]
-    lines = [f"wscompat probe {printable(report['url'])}: {len(rows) - 1} questions, one "
-             f"connection each, {report['timeout']:g} s per question", ""]
+    each = "HTTP/2 connection" if connection is not None else "connection"
+    lines = [f"wscompat probe {printable(report['url'])}: {len(rows) - extra} questions, one "
+             f"{each} each, {report['timeout']:g} s per question", ""]
     for row in [("question", "answer", "evidence"), *rows]:
         lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
     found = speaks(report)
     lines += ["", f"speaks: {', '.join(found)}" if found else "speaks: no draft"]
     return "\n".join(lines) + "\n"
+
+
+def _settings_evidence(answer: Record) -> str:
+    if not answer["supported"]:
+        return _why(answer)
+    settings = answer.get("settings") or {}
+    shown = ", ".join(f"{name} {settings[name]}" for name in SHOWN_SETTINGS if name in settings)
+    enabled = ("extended CONNECT enabled" if answer.get("extended_connect")
+               else "no extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL is not 1)")
+    return f"{enabled}; {shown}" if shown else enabled
 
 
 def _yes(answer: Record) -> str:
@@ -505,6 +547,9 @@ def _draft_evidence(answer: Record) -> str:
     closing = answer.get("closing")
     if closing and closing != NO_CLOSE:
         parts.append(f"close {closing}")
+    ending = answer.get("stream_end")
+    if ending:
+        parts.append(f"then {ending}")
     return "; ".join(parts)
 
 
