@@ -92,9 +92,11 @@ class H2Settings:
     """The receive window of each stream: the most a client can send to a WebSocket
     that its application does not read (bytes)."""
     flood_limit: int = 100
-    """Frames of each flood kind (RST_STREAM, SETTINGS, PING, PRIORITY, empty DATA or
-    HEADERS) a client may send in a burst; the budget refills at a tenth of this per
-    second. Past it the connection ends with GOAWAY ENHANCE_YOUR_CALM."""
+    """Frames of each flood kind (RST_STREAM, SETTINGS, PING, PRIORITY, empty DATA) a
+    client may send in a burst; the budget refills at a tenth of this per second. Past
+    it the connection ends with GOAWAY ENHANCE_YOUR_CALM. (An empty HEADERS frame is a
+    request without ``:method``: ``h2`` ends the connection at the first, with
+    PROTOCOL_ERROR.)"""
 
 
 # -- events for the I/O layer -----------------------------------------------------------
@@ -579,6 +581,9 @@ class H2ServerSession:
             self._drop(stream, int(event.error_code or 0), events)
 
     def _flood(self, what: str, events: list[H2Event]) -> None:
+        # What h2 queued for this read (an acknowledgement of every PING or SETTINGS
+        # in it, up to a read's worth) is not sent: the GOAWAY is the whole answer.
+        self._conn.clear_outbound_data_buffer()
         self._conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM,
                                     f"{what} flood".encode())
         events.extend(self._ended(int(ErrorCodes.ENHANCE_YOUR_CALM), f"{what} flood"))
