@@ -33,7 +33,8 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame
+from hpack import Encoder
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, SettingsFrame
 
 from wscompat.protocol.framing import Closed, Event, HybiFramer, Message, Pong, State
 
@@ -442,6 +443,120 @@ class H2WebSocket:
     async def reset(self, code: int = ErrorCodes.CANCEL) -> None:
         self.client.conn.reset_stream(self.sid, code)
         await self.client.flush()
+
+
+# -- a raw client -------------------------------------------------------------------------
+
+
+class RawH2:
+    """A client that writes whatever frames it is given, in order, and records every
+    frame the server sends; it acknowledges the server's SETTINGS and nothing else.
+    Header blocks are encoded with an HPACK encoder of its own (:meth:`block`)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.encoder = Encoder()
+        self.frames: list[Frame] = []
+        """Every frame received, in order."""
+        self.goaways: list[GoAway] = []
+        self.eof = False
+        """The server closed TCP (or reset it: ``broken``)."""
+        self.broken = False
+        """A read or write failed: the server reset the connection."""
+        self.bytes_out = 0
+        self._tail = bytearray()
+        self._lock = trio.Lock()
+        self._changed = trio.lowlevel.ParkingLot()
+
+    @property
+    def goaway(self) -> GoAway | None:
+        return self.goaways[0] if self.goaways else None
+
+    @property
+    def gone(self) -> bool:
+        """GOAWAY received or the connection ended: sending more is pointless."""
+        return bool(self.goaways) or self.eof
+
+    def block(self, headers: Sequence[tuple[str, str]]) -> bytes:
+        return self.encoder.encode(list(headers))
+
+    async def send(self, data: bytes) -> bool:
+        """Write ``data`` whole; False if the connection is broken or closed."""
+        if self.broken:
+            return False
+        async with self._lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.broken = True
+                return False
+        self.bytes_out += len(data)
+        return True
+
+    async def run_reader(self) -> None:
+        try:
+            while True:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    break
+                self._tail += data
+                for frame in self._parse():
+                    self.frames.append(frame)
+                    if isinstance(frame, GoAwayFrame):
+                        self.goaways.append(GoAway(frame.error_code, frame.last_stream_id,
+                                                   frame.additional_data))
+                    elif isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                        await self.send(raw_frame(0x4, 0x1, 0))
+                self._changed.unpark_all()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.broken = True
+        finally:
+            self.eof = True
+            self._changed.unpark_all()
+
+    def _parse(self) -> list[Frame]:
+        buf, out, pos = self._tail, [], 0
+        while pos + 9 <= len(buf):
+            frame, length = Frame.parse_frame_header(memoryview(bytes(buf[pos:pos + 9])))
+            if pos + 9 + length > len(buf):
+                break
+            frame.parse_body(memoryview(bytes(buf[pos + 9:pos + 9 + length])))
+            out.append(frame)
+            pos += 9 + length
+        del buf[:pos]
+        return out
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+        """Until ``predicate()`` holds (checked once more after the connection ends)."""
+        with trio.fail_after(timeout):
+            while not predicate():
+                if self.eof:
+                    assert predicate(), "the connection ended first"
+                    return
+                await self._changed.park()
+
+    def headers_for(self, sid: int) -> list[HeadersFrame]:
+        return [f for f in self.frames if isinstance(f, HeadersFrame) and f.stream_id == sid]
+
+
+@asynccontextmanager
+async def open_raw_h2(port: int) -> AsyncIterator[RawH2]:
+    """A raw client past its preface and empty SETTINGS, the server's SETTINGS read and
+    acknowledged, its reader running."""
+    stream = await open_stream(port)
+    client = RawH2(stream)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.run_reader)
+            try:
+                await client.send(PREFACE + raw_frame(0x4, 0, 0))
+                await client.wait_for(lambda: any(isinstance(f, SettingsFrame)
+                                                  for f in client.frames))
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 # -- raw frames ---------------------------------------------------------------------------
