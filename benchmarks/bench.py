@@ -969,9 +969,11 @@ def _terminated(signum: int, frame: FrameType | None) -> NoReturn:
 
 def report(names: list[str], results: dict[str, dict[str, Any] | None],
            elapsed: float) -> None:
-    """Print the tables: ``names`` are the HTTP/1.1 columns, in order."""
-    print()
-    print(render(names, results))
+    """Print the tables: ``names`` are the HTTP/1.1 columns, in order (none when only
+    HTTP/2 columns ran)."""
+    if names:
+        print()
+        print(render(names, results))
     notes = []
     for block, note in ((render_hixie(results), f"hixie block: to {WSCOMPAT}, RFC 6455"),
                         (render_h2(results), "HTTP/2 block: to the same server over HTTP/1.1, "
