@@ -1,15 +1,20 @@
-"""The two pumps between a client and its backend leg, and how the pair ends.
+"""How messages cross between a client and its backend leg, and how the pair ends.
 
-Theory of operation. The handler's task runs the client-to-backend pump itself; a
-second task runs the backend-to-client pump, and for a WebSocket backend a third reads
-the backend (its :class:`~wscompat.trio.connection.Connection` reader), with a
-fourth pinging it when keepalive is on. Each pump takes one message and hands it on
-before it takes the next, so backpressure crosses the gateway by itself: a client that
-does not read makes ``ws.send`` wait past ``write_limit``, that pump stops taking from
-the backend's queue, whose reader stops reading at ``max_queue`` messages or
-``max_queue_bytes``, and the backend's TCP window closes; the other way round the same.
-Every buffer on the way is bounded in bytes: the two queues, the two write buffers and
-the one message in hand.
+Theory of operation. Where both legs are plain sockets (no TLS on either), each side's
+reader hands what it parses straight to the other side (``Connection.relay``): no task
+between them, no queue, and what one read brought leaves in one write, so a message
+costs one task step each way. A backend leg is read by its own reader task, with a
+second pinging it when keepalive is on; the handler's task only waits for the pair to
+end. Backpressure crosses by itself: a reader whose target holds more than
+``write_limit`` unsent bytes stops reading, and its peer's TCP window closes.
+
+Where a leg runs over TLS (whose writes cannot be tried without waiting), two pumps
+carry the messages instead: the handler's task runs the client-to-backend pump, a
+second task the backend-to-client one. Each pump takes one message and hands it on
+before it takes the next: a client that does not read makes ``ws.send`` wait past
+``write_limit``, that pump stops taking from the backend's queue, whose reader stops at
+``max_queue`` messages or ``max_queue_bytes``; the other way round the same. Either
+way every buffer on the way is bounded in bytes.
 
 Whichever pump sees its source end first records who ended (:class:`Ending`) and
 cancels the rest; the pair is then closed the way :mod:`~wscompat.gateway.translate`
@@ -97,16 +102,65 @@ async def _websocket_pair(ws: Connection, leg: WebSocketLeg, settings: BridgeSet
             nursery.start_soon(up.run_reader)
             if settings.ping_interval is not None:
                 nursery.start_soon(up.keepalive, settings.ping_interval, settings.ping_timeout)
-            nursery.start_soon(_backend_to_client, ws, up, settings, ending,
-                               nursery.cancel_scope)
-            await _client_to_backend(ws, up, ending)
+            ended = trio.Event()
+            if _relay(ws, up, settings, ending, ended):
+                await ended.wait()
+            else:
+                nursery.start_soon(_backend_to_client, ws, up, settings, ending,
+                                   nursery.cancel_scope)
+                await _client_to_backend(ws, up, ending)
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             try:
                 await _close_websocket_pair(ws, leg, settings, ending)
             finally:
+                ws.end_relay()
+                up.end_relay()
                 await leg.transport.aclose()
+
+
+def _relay(ws: Connection, up: Connection, settings: BridgeSettings, ending: Ending,
+           ended: trio.Event) -> bool:
+    """Have each side's reader send what it reads straight to the other side (see
+    :meth:`Connection.relay`): no pump task, no queue, one write per read. False where
+    a leg is not a plain socket (TLS): the pumps then carry the messages."""
+    binary = ws.caps.binary
+    policy = settings.hixie_binary
+
+    def end(who: Who) -> None:
+        ending.set(who)
+        ended.set()
+
+    def to_backend(message: str | bytes) -> None:
+        if ending.who is None:
+            try:
+                up.send_relayed(message)
+            except ConnectionClosed:
+                end("backend")
+
+    def to_client(message: str | bytes) -> None:
+        if ending.who is not None:
+            return
+        if not binary and type(message) is bytes:
+            if policy == "drop":
+                logger.debug("%s %s dropped a binary message for a %s client",
+                             fmt_remote(ws.remote), logfields.path(ws.path), ws.draft)
+                return
+            if policy == "error":
+                end("binary")
+                return
+            message = encode_stream(message, "base64")
+        try:
+            ws.send_relayed(message)
+        except ConnectionClosed:
+            end("client")
+
+    if not (ws.can_relay(up) and up.can_relay(ws)):
+        return False
+    up.relay(to_client, ws, lambda: end("backend"))
+    ws.relay(to_backend, up, lambda: end("client"))
+    return True
 
 
 async def _client_to_backend(ws: Connection, up: Connection, ending: Ending) -> None:

@@ -45,7 +45,7 @@ import os
 import sys
 import weakref
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -253,6 +253,15 @@ class Connection(RequestView):
     """What ``process_request`` handed over in its Acceptance (a gateway's backend)."""
     _close_reads = False
     """close() reads the peer's answer itself (no reader was running)."""
+    _sink: Callable[[Data], None] | None = None
+    """Where the reader hands each message instead of queueing it (see relay())."""
+    _relay_target: Connection | None = None
+    """The connection the sink sends to: its backlog pauses this one's reader."""
+    _feeder: Connection | None = None
+    """The connection whose reader relays into this one: woken as this one drains."""
+    _on_end: Callable[[], None] | None = None
+    """Called once when a relaying connection closes (not when its reader is merely
+    cancelled: whoever cancelled it closes it)."""
 
     def __init__(
         self,
@@ -396,6 +405,72 @@ class Connection(RequestView):
         it has none of its own: a gateway's backend leg, opened as a client."""
         if self._flusher is None and self._transport.sync and other._transport.sync:
             self._flusher = other._flusher
+
+    def can_relay(self, target: Connection) -> bool:
+        """Whether :meth:`relay` to ``target`` is possible: both are plain sockets and
+        ``target`` has a flusher to finish a write the kernel cannot take at once
+        (never the reader's job)."""
+        return (self._transport.sync and target._transport.sync
+                and target._flusher is not None)
+
+    def relay(self, sink: Callable[[Data], None], target: Connection,
+              on_end: Callable[[], None]) -> None:
+        """Hand every message, as the reader parses it, to ``sink`` instead of the
+        queue, for a gateway: ``sink`` sends it on ``target`` with :meth:`send_relayed`,
+        and what one read brought leaves ``target`` in one write, with no task switch
+        on the way. Reading pauses while ``target`` holds more than ``write_limit``
+        unsent bytes, so backpressure crosses the pair as it does through receive()
+        and send(). ``on_end`` is called once, when this connection closes;
+        receive() is not to be used meanwhile. Only where
+        :meth:`can_relay` says so; :meth:`end_relay` undoes it.
+        """
+        if not self.can_relay(target):
+            raise RuntimeError("relay() needs plain sockets and a flusher on the target")
+        self._sink, self._relay_target, self._on_end = sink, target, on_end
+        target._feeder = self
+        queue, self._queue, self._queued = self._queue, _NO_MESSAGES, 0
+        for data in queue:  # what came before the relay began, in order
+            sink(data)
+        if queue:
+            target._write_relayed()
+        if self._reader_parked.tasks:
+            self._reader_parked.wake()  # it may have paused on a full queue
+        if self.closed:
+            self._ended()
+
+    def end_relay(self) -> None:
+        """Back to queueing messages; the pair no longer refers to each other."""
+        target = self._relay_target
+        if target is not None and target._feeder is self:
+            del target._feeder
+        for name in ("_sink", "_relay_target", "_on_end"):
+            self.__dict__.pop(name, None)
+
+    def send_relayed(self, message: Data) -> None:
+        """Frame one relayed message to leave with the rest of its read (see relay());
+        ConnectionClosed once this connection is closing."""
+        proto = self._proto
+        if proto.close_code is not None or proto.state is not State.OPEN:
+            raise self._closed_exc()
+        if self._settings.log_payloads and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s > %s", logfields.path(self.path), _preview(message))
+        if isinstance(message, str):
+            proto.send_text(message)
+        else:
+            proto.send_binary(message)
+        self.stats.messages_out += 1
+
+    def _write_relayed(self) -> None:
+        """Write what a read relayed here; the flusher carries on with any rest."""
+        self._write_now()
+        if self._out or self._head is not None:
+            self._schedule_flush()
+
+    def _ended(self) -> None:
+        on_end = self._on_end
+        if on_end is not None:
+            self._on_end = None
+            on_end()
 
     async def send(self, message: Data | bytearray | memoryview, *, more: bool = False) -> None:
         """Send one message. Returns once it is queued within ``write_limit`` bytes;
@@ -557,6 +632,13 @@ class Connection(RequestView):
                 if (self._queue_full() and not self._discard) or self._backed_up():
                     await self._reader_parked.wait()
                     continue
+                target = self._relay_target
+                if (target is not None and not self._discard and target._backed_up()
+                        and not target.closed):
+                    # Woken as the target drains, or closes; a close of this
+                    # connection has it read on (and drop) until the peer's answer.
+                    await self._reader_parked.wait()
+                    continue
                 if drained and transport.sync:
                     # The last read emptied the socket: wait before reading again.
                     await transport.wait_readable()
@@ -619,6 +701,8 @@ class Connection(RequestView):
 
     def _dispatch(self, events: list[Event]) -> None:
         queue = self._queue
+        sink, target = self._sink, self._relay_target
+        relayed = False
         for event in events:
             if type(event) is Message:
                 data = event.data
@@ -627,6 +711,10 @@ class Connection(RequestView):
                 # Messages that arrived before the peer's close are still delivered.
                 if not self._discard:
                     self.stats.messages_in += 1
+                    if sink is not None:
+                        sink(data)
+                        relayed = True
+                        continue
                     if not isinstance(queue, deque):
                         queue = self._queue = deque()
                     queue.append(data)
@@ -637,7 +725,13 @@ class Connection(RequestView):
                     if waiter is not None:
                         waiter.set()
             elif isinstance(event, Closed):
+                if relayed and target is not None:
+                    # What came before the close leaves before the pair is told.
+                    relayed = False
+                    target._write_relayed()
                 self._on_closed()
+        if relayed and target is not None:
+            target._write_relayed()
         if queue and self._receivers.tasks:
             self._receivers.wake()
 
@@ -671,6 +765,10 @@ class Connection(RequestView):
         self._receivers.wake()
         self._closers.wake()
         self._writers.wake()
+        feeder = self._feeder
+        if feeder is not None and feeder._reader_parked.tasks:
+            feeder._reader_parked.wake()  # paused on this one's backlog
+        self._ended()
 
     # -- writing --------------------------------------------------------------------
 
@@ -720,8 +818,12 @@ class Connection(RequestView):
             return
         finally:
             self.stats.bytes_out += written
-            if written and self._reader_parked.tasks:
-                self._reader_parked.wake()  # it may have paused on a backed-up write
+            if written:
+                if self._reader_parked.tasks:
+                    self._reader_parked.wake()  # it may have paused on a backed-up write
+                feeder = self._feeder
+                if feeder is not None and feeder._reader_parked.tasks:
+                    feeder._reader_parked.wake()  # it relays here (see relay())
 
     def _keep(self, chunks: list[bytes], written: int) -> None:
         """Queue what a write of ``chunks`` (made with nothing else queued) left: the
@@ -786,6 +888,9 @@ class Connection(RequestView):
                 self._writers.wake()
                 if self._reader_parked.tasks:
                     self._reader_parked.wake()  # paused while this write was backed up
+                feeder = self._feeder
+                if feeder is not None and feeder._reader_parked.tasks:
+                    feeder._reader_parked.wake()
             self._write_now()
         if self._proto.eof_wanted and not self._eof_sent and not self._writing:
             # The draft's close is complete on our side: the server closes TCP first.
