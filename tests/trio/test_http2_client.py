@@ -250,6 +250,25 @@ async def test_many_websockets_on_one_connection(start_server: Starter) -> None:
     assert seen[0].remote == seen[1].remote
 
 
+async def test_the_servers_stream_limit_is_a_clear_error(start_server: Starter) -> None:
+    server = await start_server(h2_max_streams=1)
+    with trio.fail_after(BOUND):
+        async with open_h2_client("127.0.0.1", server.port, timeout=BOUND) as client:
+            first = await client.open_websocket("/")
+            with pytest.raises(HandshakeRejected) as info:
+                await client.open_websocket("/")
+            assert info.value.status == 0
+            assert "takes 1 streams at once" in info.value.reason
+            await first.aclose()  # reset: the stream no longer counts
+            second = await client.open_websocket("/")
+            assert second.stream_id > first.stream_id
+            await second.send_eof()  # END_STREAM: sending is over, reading is not
+            with pytest.raises(trio.ClosedResourceError):
+                await second.send_all(b"after the end")
+            assert await second.receive_some() == b""  # the server ended its side too
+            await second.aclose()
+
+
 async def test_large_messages_through_flow_control(start_server: Starter) -> None:
     """Messages of several windows both ways: each side waits for WINDOW_UPDATEs."""
     server = await start_server(max_message_size=2**20)

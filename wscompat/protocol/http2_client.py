@@ -41,7 +41,7 @@ import h2.events as h2e
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamClosedError
+from h2.exceptions import ProtocolError, StreamClosedError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
 from websockets.exceptions import NegotiationError
 from websockets.extensions import ClientExtensionFactory, Extension
@@ -379,8 +379,16 @@ class H2ClientSession:
         ``:protocol``, a GET); its answer is checked as :meth:`connect`'s is."""
         if self.ended:
             raise HandshakeRejected(0, "the HTTP/2 connection has ended")
+        if self.going_away is not None and self.refusal is not None:
+            raise self.refusal
         sid = self._conn.get_next_available_stream_id()
-        self._conn.send_headers(sid, list(headers), end_stream=end_stream)
+        try:
+            self._conn.send_headers(sid, list(headers), end_stream=end_stream)
+        except TooManyStreamsError:
+            limit = self._conn.remote_settings.max_concurrent_streams
+            raise HandshakeRejected(
+                0, f"the server takes {limit} streams at once on a connection "
+                "(SETTINGS_MAX_CONCURRENT_STREAMS), and that many are open") from None
         self.last_request = list(headers)
         stream = H2ClientStream(sid, self.last_request, tuple(subprotocols), tuple(extensions),
                                 check=check)

@@ -113,9 +113,10 @@ async def connect(
         if http2:
             if draft is not Draft.RFC6455:
                 raise ValueError(f"HTTP/2 carries RFC 6455 only, not {draft}")
+            deadline = trio.current_time() + open_timeout
             client = await stack.enter_async_context(open_h2_client(
                 host, port, secure=secure, ssl_context=ssl_context, timeout=open_timeout))
-            with trio.fail_after(open_timeout):
+            with trio.fail_at(deadline):
                 ws = await open_h2_connection(
                     client, resource, origin=origin, subprotocols=subprotocols,
                     extra_headers=extra_headers, extensions=extensions, settings=settings,

@@ -177,6 +177,8 @@ class H2WebSocketStream(trio.abc.HalfCloseableStream):
         stream, client = self._stream, self._client
         if self._closed:
             raise trio.ClosedResourceError("the stream is closed")
+        if stream.end_queued and stream.reset_code is None:
+            raise trio.ClosedResourceError("the stream was half-closed (send_eof)")
         if not stream.alive or client.session.ended:
             raise self._broken()
         client.session.send(stream, data)
@@ -471,9 +473,11 @@ async def open_h2_client(host: str, port: int, *, secure: bool = False,
                          settings: H2ClientSettings | None = None,
                          timeout: float = math.inf) -> AsyncIterator[H2Client]:
     """Connect to ``host``/``port`` (TLS with ALPN ``h2`` when ``secure``, else prior
-    knowledge) and run an HTTP/2 client connection there until the block ends."""
-    with trio.fail_after(timeout):
+    knowledge) and run an HTTP/2 client connection there until the block ends; the
+    connection and the server's SETTINGS within ``timeout`` in all."""
+    deadline = trio.current_time() + timeout
+    with trio.fail_at(deadline):
         stream = await connect_h2(host, port, secure=secure, ssl_context=ssl_context)
     async with h2_session(stream, settings=settings, host=host, port=port,
-                          timeout=timeout) as client:
+                          timeout=max(deadline - trio.current_time(), 0)) as client:
         yield client
