@@ -40,6 +40,7 @@ from wscompat.protocol.handshake.detect import detect
 from wscompat.protocol.http import HeadParser, Request
 from wscompat.vectors.corpus import SCHEMA_NAME
 from wscompat.vectors.expect import status_of
+from wscompat.vectors.h2record import PREFACE, h2_vector, is_h2
 from wscompat.vectors.provenance import today, wscompat_tool
 
 __all__ = [
@@ -406,6 +407,8 @@ class Recording:
         """Whether the exchange makes a vector, decided cheaply: a complete HTTP request
         head, not refused for load (503), and unless ``plain``, a WebSocket request (an
         ``Upgrade`` or ``Sec-WebSocket-*`` / ``WebSocket-*`` field)."""
+        if len(self.client.data) >= len(PREFACE) and is_h2(self.client.data[:len(PREFACE)]):
+            return True  # HTTP/2: h2_vector decides once the frames are decoded
         if self.head_end is None or not _REQUEST_START.match(self.client.data):
             return False
         if status_of(bytes(self.server.data[:1024])) == 503:
@@ -424,10 +427,12 @@ class Recording:
         the client's bytes after a refused head, which the recorder leaves out and an
         import of a capture keeps."""
         plain = options is None or options.record_plain
-        if self.head_end is None or not self.worth_keeping(plain=plain):
-            return None
         if redaction is None:
             redaction = DEFAULT_REDACTION if options is None else Redaction.of(options)
+        if is_h2(self.client.data[: len(PREFACE)]):
+            return self._h2_vector(options, redaction, plain=plain)
+        if self.head_end is None or not self.worth_keeping(plain=plain):
+            return None
         self._count(self.client, final=True)
         self._count(self.server, final=True)
         status = status_of(bytes(self.server.data[:1024]))
@@ -483,6 +488,17 @@ class Recording:
         vector["steps"] = steps
         vector["end"] = end
         return vector
+
+    def _h2_vector(self, options: ServerOptions | None, redaction: Redaction, *,
+                   plain: bool) -> dict[str, Any] | None:
+        """The connection as an ``rfc8441`` vector (:mod:`wscompat.vectors.h2record`)."""
+        sides = {"client": self.client.data, "server": self.server.data}
+        events = [(kind, b"" if kind.endswith("_eof") else bytes(sides[kind][start:end]))
+                  for kind, start, end in self.events]
+        return h2_vector(events, started=self.started, truncated=self.truncated,
+                         redact_fields=redaction.headers, redact_query=redaction.query,
+                         provenance=self.provenance, plain=plain,
+                         options=vector_options(options) if options is not None else None)
 
     def provenance(self, agent: str | None) -> dict[str, Any]:
         """Recorded by this wscompat on the day the connection began; the client is
