@@ -6,13 +6,14 @@ origin policy."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import Server, TLSFiles, run_tool, start_wscompat
+from .conftest import Server, TLSFiles, run_tool, start, start_wscompat
 
 TEXT = "héllo 中文 😀"
 
@@ -28,6 +29,19 @@ def no_h2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_wscompat(tmp_path_factory.mktemp("strict") / "serve.log",
                             "--origins", "http://good.example")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def hypercorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """hypercorn serving tests/trio/hypercorn_echo.py over cleartext HTTP/2 (and
+    HTTP/1.1). Its asyncio worker: the trio worker dies on the probe's CONNECT without
+    ``:protocol`` (an UnboundLocalError in hypercorn), which the asyncio one logs."""
+    argv = [sys.executable, "-m", "hypercorn", "--worker-class", "asyncio",
+            "--bind", "127.0.0.1:0", "tests.trio.hypercorn_echo:app"]
+    server = start("hypercorn", argv, tmp_path_factory.mktemp("hypercorn") / "server.log",
+                   r"Running on http://127\.0\.0\.1:(\d+)")
     yield server
     server.stop()
 
@@ -142,6 +156,28 @@ def test_probe_over_http2_against_a_server_without_it(no_h2_server: Server) -> N
     assert report["http2"]["supported"] is False
     assert "does not speak HTTP/2" in report["http2"]["error"]
     assert report["drafts"]["rfc8441"]["supported"] is False
+
+
+def test_probe_and_client_over_http2_against_hypercorn(hypercorn_server: Server) -> None:
+    status, report = probe_json(hypercorn_server.url, "--timeout", "2")
+    assert status == 0
+    assert report["http2"]["extended_connect"] is True
+    rfc8441 = report["drafts"]["rfc8441"]
+    assert rfc8441["supported"] and rfc8441["status"] == 200
+    # hypercorn answers the close frame but never ends its side of the stream.
+    assert rfc8441["closing"] == "answered"
+    assert rfc8441["stream_end"] == "not seen within the timeout"
+    assert report["compression"]["permessage-deflate"]["supported"] is True
+    assert report["subprotocol"]["subprotocol"] == "wscompat-probe"
+    assert report["refusals"]["unknown-version"]["status"] == 400
+    assert report["streams"]["supported"] is True
+    done = run_tool("client", hypercorn_server.url, "--http2", "--send", TEXT, "--expect",
+                    TEXT, "--timeout", "2", "-v")
+    assert (done.returncode, done.stdout) == (0, f"< {TEXT}\n"), done.stderr
+    assert done.stderr.splitlines()[-2:] == [
+        "* the server answered the close but did not end the HTTP/2 stream within 2 s: reset",
+        "* closed by the client: 1000"], done.stderr
+    assert hypercorn_server.process.poll() is None
 
 
 # -- conform ---------------------------------------------------------------------------

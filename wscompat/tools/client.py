@@ -35,6 +35,8 @@ from typing import TextIO
 import trio
 from websockets.extensions import ClientExtensionFactory, Extension
 
+from wscompat.conformance.wire import FrameParser
+from wscompat.conformance.wire import ProtocolError as WireError
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected, ProtocolViolation
 from wscompat.protocol.connection import (
@@ -81,6 +83,7 @@ MAX_MESSAGE = 16 * 2**20
 RECEIVE_SIZE = 65536
 QUEUE = 16
 """Messages received and not yet printed before reading pauses."""
+CLOSE_OPCODE = 0x8
 CLEAN_CODES = frozenset({1000, 1001, 1005})
 """Close codes of a connection that ended as it should (1000 on hixie too)."""
 
@@ -192,8 +195,33 @@ class Session:
         self.verbose = verbose
         self.finished = trio.Event()
         """Set when the reader has stopped: the connection is over."""
+        self.close_heard: tuple[int, str] | None = None
+        """The server's close frame (code, reason), once one came, if watched for."""
+        self._frames: FrameParser | None = None
         self._lock = trio.StrictFIFOLock()
         self._eof_sent = False
+
+    def watch_for_close(self) -> None:
+        """Note the server's close frame as it arrives (RFC 6455 framing only): over
+        HTTP/2 the protocol reports the close once the stream has ended, which a server
+        may never do after answering it."""
+        self._frames = FrameParser()
+
+    def _look_for_close(self, data: bytes) -> None:
+        frames = self._frames
+        if frames is None:
+            return
+        frames.feed(data)
+        try:
+            while (frame := frames.next()) is not None:
+                if frame.opcode == CLOSE_OPCODE:
+                    payload = frame.payload
+                    code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                    self.close_heard = code, payload[2:].decode("utf-8", "replace")
+                    self._frames = None
+                    return
+        except WireError:  # the protocol object judges the stream; stop watching
+            self._frames = None
 
     async def open(self) -> None:
         """Write the request and read the answer; Failed with the status line (or why
@@ -233,6 +261,7 @@ class Session:
                     data = await self._receive()
                     try:
                         if data:
+                            self._look_for_close(data)
                             proto.receive_data(data)
                         else:
                             proto.receive_eof()
@@ -389,6 +418,7 @@ async def _run_h2(options: ClientOptions, console: Console, stdin: TextIO,
                                             client=True))
             session = Session(io, proto, console, timeout=options.timeout,
                               verbose=options.verbose)
+            session.watch_for_close()
             session.subprotocol, session.extensions = io.subprotocol, io.extensions
             _connected(options, session, interactive=not options.scripted and stdin.isatty())
             return await _converse(options, session, stdin)
@@ -487,6 +517,15 @@ def _ending(options: ClientOptions, session: Session, check: _Expectations) -> i
         session.console.info(f"wscompat client: {check.failure}")
         return EXIT_FAILED
     code, reason = proto.close_code, printable(proto.close_reason or "")
+    closed_by = proto.closed_by
+    if code is None and session.close_heard is not None:
+        # Over HTTP/2: the close frames went both ways, the server kept its side of the
+        # stream open, and leaving reset it.
+        code, reason = session.close_heard[0], printable(session.close_heard[1])
+        closed_by = "local"
+        if options.verbose:
+            session.console.info(f"* the server answered the close but did not end the "
+                                 f"HTTP/2 stream within {options.timeout:g} s: reset")
     if code is None:
         session.console.info(f"wscompat client: the server did not answer the close within "
                              f"{options.timeout:g} s")
@@ -495,8 +534,8 @@ def _ending(options: ClientOptions, session: Session, check: _Expectations) -> i
         session.console.info(f"wscompat client: the connection ended with {code} {reason}"
                              .rstrip())
         return EXIT_FAILED
-    if options.verbose or (proto.closed_by == "peer" and not options.scripted):
-        by = "the server" if proto.closed_by == "peer" else "the client"
+    if options.verbose or (closed_by == "peer" and not options.scripted):
+        by = "the server" if closed_by == "peer" else "the client"
         session.console.info(f"* closed by {by}: {code} {reason}".rstrip())
     return EXIT_OK
 

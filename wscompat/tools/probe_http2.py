@@ -28,6 +28,8 @@ from http import HTTPStatus
 
 import trio
 
+from wscompat.conformance.wire import FrameParser
+from wscompat.conformance.wire import ProtocolError as WireError
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected, ProtocolViolation
 from wscompat.protocol.connection import ConnectionSettings, Established, make_framer
@@ -57,6 +59,7 @@ __all__ = ["DRAFT", "probe_http2"]
 DRAFT = "rfc8441"
 """The name of the generation in the report's ``drafts``."""
 RECEIVE_SIZE = 65536
+CLOSE_OPCODE = 0x8
 
 
 async def probe_http2(settings: ProbeSettings) -> Record:
@@ -133,7 +136,7 @@ class _H2Questions:
             if io is None:
                 return
             record["closing"] = "not answered"
-            record["stream_end"] = "not seen"
+            record["stream_end"] = "not seen within the timeout"
             await self._close(io, record)
 
     async def _close(self, io: H2WebSocketStream, record: Record) -> None:
@@ -143,6 +146,9 @@ class _H2Questions:
         proto.send_close(1000, "probe done")
         await io.send_all(proto.data_to_send())
         ending = "END_STREAM"
+        frames = FrameParser()
+        """Sees the server's close frame as it comes: ``proto`` reports the close only
+        once the stream has ended, which a server may never do."""
         while True:
             try:
                 data = await io.receive_some(RECEIVE_SIZE)
@@ -150,11 +156,16 @@ class _H2Questions:
                 ending, data = f"reset: {printable(str(exc))}", b""
             try:
                 if data:
+                    frames.feed(data)
+                    while (frame := frames.next()) is not None:
+                        if frame.opcode == CLOSE_OPCODE:
+                            record["closing"] = "answered"
                     proto.receive_data(data)
                 elif proto.close_code is None:
                     proto.receive_eof()
-            except ProtocolViolation as exc:
-                record["closing"] = f"broke the protocol: {printable(exc.reason)}"
+            except (ProtocolViolation, WireError) as exc:
+                reason = exc.reason if isinstance(exc, ProtocolViolation) else str(exc)
+                record["closing"] = f"broke the protocol: {printable(reason)}"
                 return
             proto.events()
             if proto.close_code not in (None, 1006):
