@@ -27,9 +27,8 @@ from tqdm import tqdm
 import wscompat
 from wscompat.conformance.cases import Sizes
 from wscompat.conformance.catalogue import AnyCase, catalogue, select
-from wscompat.conformance.legacy import LegacyCase
 from wscompat.conformance.report import RunInfo, printable, row, summary, to_json, write_html
-from wscompat.conformance.runner import reachable, reachable_h2, run_all
+from wscompat.conformance.runner import has_http2_form, reachable, reachable_h2, run_all
 from wscompat.conformance.timing import Timing
 from wscompat.conformance.verdict import Result, Verdict
 from wscompat.conformance.wire import Target, parse_url
@@ -124,7 +123,7 @@ def _conform(args: argparse.Namespace) -> int:
     if not cases:
         raise UsageError(f"no case matches {', '.join(patterns)} (--list shows them all)")
     if args.http2:
-        cases = [case for case in cases if not isinstance(case, LegacyCase)]
+        cases = [case for case in cases if has_http2_form(case)]
         if not cases:
             raise UsageError("the drafts before RFC 6455 have no HTTP/2 form: select RFC "
                              "6455 cases with --http2")

@@ -64,8 +64,8 @@ from wscompat.conformance.wire import (
 from wscompat.errors import HandshakeRejected
 from wscompat.trio.http2_client import H2Client, open_h2_client
 
-__all__ = ["Timing", "budget", "handshake_h2", "play", "reachable", "reachable_h2", "run_all",
-           "run_case"]
+__all__ = ["Timing", "budget", "handshake_h2", "has_http2_form", "play", "reachable",
+           "reachable_h2", "run_all", "run_case"]
 
 READ_SIZE = 65536
 
@@ -523,11 +523,17 @@ async def play(case: Case | LegacyCase, target: Target, timing: Timing | None = 
                http2: bool = False) -> Result:
     """Either catalogue's case, played and judged (an RFC 6455 one over HTTP/2 with
     ``http2``)."""
+    if http2 and not has_http2_form(case):
+        raise ValueError(f"{case.id}: the drafts before RFC 6455 have no HTTP/2 form")
     if isinstance(case, LegacyCase):
-        if http2:
-            raise ValueError(f"{case.id}: the drafts before RFC 6455 have no HTTP/2 form")
         return await run_legacy(case, target, timing or Timing())
     return await run_case(case, target, timing, http2=http2)
+
+
+def has_http2_form(case: Case | LegacyCase) -> bool:
+    """The case can run over HTTP/2: an RFC 6455 one (the hixie drafts and hybi-07/08
+    never ran over HTTP/2; RFC 8441 carries version 13)."""
+    return isinstance(case, Case) and case.handshake.version == 13
 
 
 async def run_all(cases: Sequence[Case | LegacyCase], target: Target, timing: Timing | None = None,
