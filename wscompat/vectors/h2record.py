@@ -193,13 +193,13 @@ class _Builder:
         elif kind == "headers":
             fields, end = value
             stream = self.stream(sid)
+            shown = self._redacted(fields)
             if not stream.request:
-                stream.request = dict(fields)
+                stream.request = dict(shown)
                 agent = stream.request.get("user-agent")
                 if agent and self.agent is None:
                     self.agent = agent
-            step: dict[str, Any] = {"h2_request": [list(f) for f in self._redacted(fields)],
-                                    "stream": sid}
+            step: dict[str, Any] = {"h2_request": [list(f) for f in shown], "stream": sid}
             if end:
                 step["end_stream"] = True
             self.steps.append(step)
