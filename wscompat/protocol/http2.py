@@ -412,7 +412,8 @@ class H2ServerSession:
         self._sending: dict[int, H2ServerStream] = {}
         """Streams with queued bytes, in the order they queued them."""
         self._out = b""
-        """Bytes written here rather than by h2 (a graceful GOAWAY), sent before h2's."""
+        """Bytes taken from h2 or written here (the server's preface, a graceful
+        GOAWAY), sent before what h2 holds."""
         # Headers arrive as bytes and are decoded here: with an encoding, h2 decodes
         # them itself and lets a UnicodeDecodeError out of receive_data.
         config = H2Configuration(client_side=False, header_encoding=None,
@@ -428,6 +429,10 @@ class H2ServerSession:
         # read can never hold back the others; each stream's own window bounds it.
         extra = limits.max_streams * limits.stream_window
         conn.increment_flow_control_window(min(extra, 2**31 - 1 - 65535))
+        # The server's preface (SETTINGS, then that WINDOW_UPDATE) is taken out of h2
+        # now: a flood found in the client's first bytes clears what h2 holds, and the
+        # GOAWAY must still follow the SETTINGS, the first frame a server sends.
+        self._out = conn.data_to_send()
 
     # -- bytes in -----------------------------------------------------------------------
 

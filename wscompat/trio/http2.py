@@ -18,6 +18,11 @@ is pending, so a client that stops reading stops its writers instead of filling 
 Shutdown: the read loop runs shielded, because the streams' closing handshakes need it
 to read the answers. When the server is cancelled it sends a graceful GOAWAY, and the
 loop ends once the last stream's task is done or ``close_timeout`` has passed.
+
+End: however the session ends, its last GOAWAY is written (after a write in progress,
+waited for ``FLUSH_TIMEOUT`` at most), a GOAWAY for an error is followed by a brief
+drain (``REJECT_LINGER``), and TCP is closed before the stream tasks are waited for, so
+a task blocked writing to a client that stopped reading is freed rather than kept.
 """
 
 from __future__ import annotations
@@ -314,6 +319,37 @@ class _Mux:
             if not data:
                 return
 
+    async def finish(self) -> None:
+        """The session is over: write what it still holds (its GOAWAY) once a write in
+        progress is done, then, after a GOAWAY for an error, drain the client briefly;
+        each step bounded, and then TCP is closed, which also frees a stream task still
+        blocked writing to a client that does not read."""
+        with trio.CancelScope(shield=True):
+            written = False
+            with trio.move_on_after(FLUSH_TIMEOUT), contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                while self.writing:
+                    await self.wait_written()
+                await self.flush()
+                written = True
+            if written and self.session.end_code not in (None, 0):
+                await self._linger()
+            await self.transport.aclose()
+
+    async def _linger(self) -> None:
+        """Half-close and drain what the client still sends, briefly, as after an
+        HTTP/1.1 error response: closed with unread input, the socket would be reset,
+        and a reset discards what the kernel has not sent yet, the GOAWAY included
+        when it waits behind data the client is slow to read."""
+        transport = self.transport
+        with trio.move_on_after(REJECT_LINGER), contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            transport.shutdown_write()  # TLS cannot half-close: it just drains
+            while await transport.receive(self.read_size):
+                pass
+
     async def watch_shutdown(self, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
         """Sleep until the server is cancelled, then close gracefully: GOAWAY, and the
         read loop ends once the streams have closed (``close_timeout`` at most)."""
@@ -361,7 +397,5 @@ async def serve_http2(server: Server, transport: Transport, remote: tuple[str, i
             watcher.cancel()
             if not session.ended:
                 session.terminate(int(ErrorCodes.NO_ERROR), "")
-                mux.dispatch([SessionEnded(0, "")])
-                await mux.flush_quietly()
-            else:
-                mux.dispatch([SessionEnded(0, "")])
+            mux.dispatch([SessionEnded(0, "")])
+            await mux.finish()
