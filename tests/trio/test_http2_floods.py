@@ -17,6 +17,7 @@ first, within a small margin.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 import pytest
 import trio
 from h2.errors import ErrorCodes
+from hpack import Encoder
+from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 
 import wscompat
 from wscompat.trio.client import connect
@@ -34,20 +37,24 @@ from wscompat.trio.client import connect
 from ..conftest import Starter
 from .h2client import (
     HOST,
+    PREFACE,
     GoAway,
     H2Client,
     H2WebSocket,
     RawH2,
     open_h2,
     open_raw_h2,
+    open_stream,
     raw_frame,
+    read_frames,
 )
 
 CALM = int(ErrorCodes.ENHANCE_YOUR_CALM)
 PROTOCOL_ERROR = int(ErrorCodes.PROTOCOL_ERROR)
 FRAME_SIZE_ERROR = int(ErrorCodes.FRAME_SIZE_ERROR)
 # Frame types and flags (RFC 9113 §6).
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, CONTINUATION = 0, 1, 2, 3, 4, 6, 9
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, WINDOW_UPDATE, CONTINUATION = (
+    0, 1, 2, 3, 4, 6, 8, 9)
 END_HEADERS = 0x4
 CONNECT = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
            (":path", "/flood"), (":authority", HOST), ("sec-websocket-version", "13")]
@@ -335,3 +342,114 @@ async def test_a_flood_in_one_write_gets_at_most_its_budget_of_acks(
     acks = [f for f in raw.frames[settled:] if f.type == frame[3] and "ACK" in f.flags]
     assert len(acks) <= limit, len(acks)
     assert [g.error_code for g in raw.goaways] == [CALM]
+
+
+@pytest.mark.parametrize("frame", [PING_FRAME, SETTINGS_FRAME], ids=["ping", "settings"])
+async def test_a_flood_in_the_first_flight_gets_the_settings_then_the_goaway(
+    start_server: Starter, frame: bytes,
+) -> None:
+    """The preface, SETTINGS and the flood in one write, before the server has said a
+    thing: the answer is still the server's SETTINGS first (RFC 9113 §3.4), then the
+    GOAWAY, then the end of the connection."""
+    server = await start_server()
+    stream = await open_stream(server.port)
+    await stream.send_all(PREFACE + raw_frame(SETTINGS, 0, 0) + frame * 5000)
+    frames = await read_frames(stream)
+    assert isinstance(frames[0], SettingsFrame) and "ACK" not in frames[0].flags
+    assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == CALM
+
+
+async def stalled(port: int, path: str) -> trio.abc.Stream:
+    """A client that opens a WebSocket on ``path`` with every window wide open and
+    then reads nothing: its receive buffer is small, so the server's writes back up."""
+    stream = await open_stream(port, rcvbuf=4096)
+    window = 2**31 - 1
+    await stream.send_all(
+        PREFACE
+        + raw_frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + window.to_bytes(4, "big"))
+        + raw_frame(WINDOW_UPDATE, 0, 0, (window - 65535).to_bytes(4, "big"))
+        + headers(1, Encoder().encode([*CONNECT[:3], (":path", path), *CONNECT[4:]])))
+    return stream
+
+
+async def flood_quietly(stream: trio.abc.Stream, frames: bytes) -> None:
+    """Write the flood; the server may reset the connection before it has read it all."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(frames)
+
+
+async def test_a_flood_from_a_client_that_does_not_read_is_cut_off(
+    start_server: Starter,
+) -> None:
+    """The server's writes to the client are blocked (it reads nothing) when its flood
+    ends the session: the GOAWAY cannot be written, and the connection is closed after
+    a bounded wait rather than kept with its stream's task as long as the client likes;
+    good clients are served throughout."""
+    sent = {"/firehose": 0}
+    done = trio.Event()
+
+    async def handler(ws: wscompat.Connection) -> None:
+        if ws.path != "/firehose":
+            async for message in ws:
+                await ws.send(message)
+            return
+        try:
+            with contextlib.suppress(wscompat.ConnectionClosed):
+                while True:
+                    await ws.send(b"f" * 65536)
+                    sent["/firehose"] += 65536
+        finally:
+            done.set()
+
+    server = await start_server(handler)
+    async with connect(f"ws://{HOST}:{server.port}/good-http1") as http1, \
+            open_h2(server.port) as h2:
+        good = GoodClients(http1, h2, await h2.websocket("/good-h2"))
+        client = await stalled(server.port, "/firehose")
+        with trio.fail_after(SETTLE):
+            before = -1
+            while sent["/firehose"] in (0, before):  # until the writes are blocked
+                before = sent["/firehose"]
+                await trio.sleep(0.3)
+                if sent["/firehose"] == before and before:
+                    break
+            await good.round("while the firehose is blocked")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood_quietly, client, PING_FRAME * 20000)
+                await done.wait()  # the handler's blocked send was let go
+        await settle(server, baseline=None)
+        for n in range(3):
+            await good.round(f"after {n}")
+        await good.h2_ws.close()
+    await client.aclose()
+
+
+async def test_the_goaway_behind_a_backlog_reaches_a_slow_reader(start_server: Starter) -> None:
+    """256 KiB wait in the kernel for a client that has not read them yet when its
+    flood ends the session. The GOAWAY is written behind them, and the server drains
+    the rest of the flood before it closes: closed with unread input, the socket would
+    be reset, and the reset would discard the backlog and the GOAWAY with it. The
+    client reads only once the server is done, and gets all of it."""
+    backlog = 4 * 65536
+    queued = trio.Event()
+
+    async def handler(ws: wscompat.Connection) -> None:
+        with contextlib.suppress(wscompat.ConnectionClosed):
+            for _ in range(backlog // 65536):
+                await ws.send(b"b" * 65536)
+            queued.set()
+            async for _message in ws:
+                pass
+
+    server = await start_server(handler)
+    client = await stalled(server.port, "/backlog")
+    with trio.fail_after(SETTLE):
+        await queued.wait()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood_quietly, client, PING_FRAME * 20000)
+            while server.active:  # the server is done with the connection
+                await trio.sleep(0.05)
+    frames = await read_frames(client)
+    assert sum(len(f.data) for f in frames if isinstance(f, DataFrame)) >= backlog
+    assert isinstance(frames[-1], GoAwayFrame), frames[-3:]
+    assert frames[-1].error_code == CALM
