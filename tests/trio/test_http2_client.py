@@ -28,6 +28,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 import wscompat
+from wscompat.conformance.wire import FrameParser
 from wscompat.errors import ConnectionClosed, HandshakeRejected
 from wscompat.options import Rejection, UpgradeRequest
 from wscompat.trio.client import connect, open_h2_connection
@@ -508,6 +509,100 @@ async def test_a_graceful_goaway_keeps_the_open_stream() -> None:
             await peer.done.wait()
     assert b"".join(peer.echoed) == b"after the GOAWAY" + b"x" * 100000
     assert [type(e).__name__ for e in peer.events].count("RequestReceived") == 1
+
+
+async def serve_websocket(peer: Peer, stream: trio.SocketStream, *, first: bytes = b"",
+                          answer_close: bool = True) -> None:
+    """Accept each extended CONNECT and send ``first`` on it; answer the client's close
+    frame with the same code, then END_STREAM, unless ``answer_close`` is off."""
+    config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+    conn = h2.connection.H2Connection(config)
+    conn.local_settings = h2.settings.Settings(
+        client=False, initial_values={SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    conn.initiate_connection()
+    await stream.send_all(conn.data_to_send())
+    frames = FrameParser()
+    with trio.move_on_after(BOUND):
+        while data := await stream.receive_some(65536):
+            for event in conn.receive_data(data):
+                peer.events.append(event)
+                if isinstance(event, h2.events.RequestReceived):
+                    conn.send_headers(event.stream_id, [(":status", "200")])
+                    if first:
+                        conn.send_data(event.stream_id, first)
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length,
+                                                   event.stream_id)
+                    frames.feed(event.data or b"")
+                    while (frame := frames.next()) is not None:
+                        peer.echoed.append(bytes([frame.opcode]) + frame.payload)
+                        if frame.opcode == 0x8 and answer_close:
+                            conn.send_data(event.stream_id, b"\x88\x02" + frame.payload[:2],
+                                           end_stream=True)
+            await stream.send_all(conn.data_to_send())
+    peer.done.set()
+    await stream.aclose()
+
+
+def _stream_endings(peer: Peer) -> list[tuple[str, int]]:
+    """How the client ended its streams: (``END_STREAM``, 0) or (``RST_STREAM``, code)."""
+    found: list[tuple[str, int]] = []
+    for event in peer.events:
+        if isinstance(event, h2.events.StreamEnded):
+            found.append(("END_STREAM", 0))
+        elif isinstance(event, h2.events.StreamReset):
+            found.append(("RST_STREAM", int(event.error_code or 0)))
+    return found
+
+
+async def test_a_clean_close_ends_the_stream_with_end_stream() -> None:
+    peer = Peer()
+    async with h2_peer(peer, serve_websocket) as port:
+        with trio.fail_after(BOUND):
+            async with connect(f"ws://127.0.0.1:{port}/", http2=True) as ws:
+                await ws.close(4005, "done")
+            await peer.done.wait()
+    assert ws.close_code == 4005
+    assert peer.echoed == [b"\x08\x0f\xa5done"]  # the client's close frame, unmasked
+    assert _stream_endings(peer) == [("END_STREAM", 0)]
+
+
+async def test_a_server_that_breaks_the_protocol_is_failed_with_1002() -> None:
+    """A masked frame from the server: the client fails the connection with 1002; the
+    server answers the close and ends the stream, and so does the client."""
+    peer = Peer()
+    masked = b"\x81\x82abcd" + bytes(x ^ k for x, k in zip(b"hi", b"ab", strict=True))
+
+    async def serve(peer: Peer, stream: trio.SocketStream) -> None:
+        await serve_websocket(peer, stream, first=masked)
+
+    async with h2_peer(peer, serve) as port:
+        with trio.fail_after(BOUND):
+            async with connect(f"ws://127.0.0.1:{port}/", http2=True) as ws:
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.receive()
+            await peer.done.wait()
+    assert info.value.code == 1002
+    assert [frame[0] for frame in peer.echoed] == [0x8]
+    assert int.from_bytes(peer.echoed[0][1:3], "big") == 1002
+    assert _stream_endings(peer) == [("END_STREAM", 0)]
+
+
+async def test_a_close_never_answered_resets_the_stream() -> None:
+    peer = Peer()
+
+    async def serve(peer: Peer, stream: trio.SocketStream) -> None:
+        await serve_websocket(peer, stream, answer_close=False)
+
+    async with h2_peer(peer, serve) as port:
+        with trio.fail_after(BOUND):
+            async with connect(f"ws://127.0.0.1:{port}/", http2=True,
+                               close_timeout=0.5) as ws:
+                await ws.send("unanswered")
+            await peer.done.wait()
+    assert (ws.close_code, ws.close_reason) == (1000, "closing handshake timed out")
+    assert peer.echoed == [b"\x01unanswered", b"\x08\x03\xe8"]
+    assert _stream_endings(peer) == [("RST_STREAM", ErrorCodes.CANCEL)]
 
 
 # -- against hypercorn ------------------------------------------------------------------
