@@ -11,8 +11,10 @@ the conformance runner that writes raw frames, run over it unchanged. ``send_eof
 END_STREAM (a TCP half-close's counterpart), and closing a stream that is not closed
 both ways resets it with CANCEL (a TCP reset's counterpart).
 
-A stream's ``send_all`` returns once its bytes have gone to the transport, flow control
-allowing: a server that stops reading stops its writers rather than filling memory.
+A stream's ``send_all`` returns once its bytes have left as DATA frames, flow control
+allowing, and the bytes not yet written to the transport are fewer than
+:data:`WRITE_HIGH` (else once they are): a burst of small messages goes out in few
+writes, and a server that stops reading stops its writers rather than filling memory.
 Reading hands the window back only as bytes are taken, so a WebSocket nobody reads holds
 back its own server and no other stream.
 
@@ -64,6 +66,9 @@ __all__ = [
 
 ALPN = "h2"
 READ_SIZE = 65536
+WRITE_HIGH = 65536
+"""Bytes queued for the transport past which a stream's ``send_all`` waits for the
+writer (backpressure from the socket)."""
 CLOSE_BOUND = 1.0
 """Seconds the GOAWAY at the end may take to leave when the server does not read."""
 
@@ -182,6 +187,11 @@ class H2WebSocketStream(trio.abc.HalfCloseableStream):
         if not stream.alive or client.session.ended:
             raise self._broken()
         client.session.send(stream, data)
+        client._unwritten += len(data)
+        if not client.session.pending(stream) and client._unwritten <= WRITE_HIGH:
+            client._kick()  # the writer takes it; nothing to wait for
+            await trio.lowlevel.checkpoint()
+            return
         await self._sent()
 
     async def _sent(self) -> None:
@@ -258,6 +268,9 @@ class H2Client:
         self._queued = 0
         """Kicks given to the writer; ``_done`` is the last one whose bytes are written."""
         self._done = 0
+        self._unwritten = 0
+        """Bytes streams sent that the writer has not written yet (an estimate from
+        above: HTTP/2 framing aside, and counted when queued, before flow control)."""
         self.lost: BaseException | None = None
         """Why the transport failed, if it did."""
 
@@ -347,10 +360,11 @@ class H2Client:
         session = self.session
         try:
             while True:
-                kick = self._queued
+                kick, unwritten = self._queued, self._unwritten
                 out = session.data_to_send()
                 if out:
                     await self.transport.send_all(out)
+                self._unwritten -= unwritten
                 self._done = kick
                 self._written_lot.unpark_all()
                 if self._queued == kick:
