@@ -413,7 +413,7 @@ async def test_the_request_is_an_extended_connect() -> None:
                                extra_headers=(("X-Token", "t"),)):
                 pass
     [request] = [e for e in peer.events if isinstance(e, h2.events.RequestReceived)]
-    assert [(str(name), str(value)) for name, value in request.headers or []] == [
+    assert [(_text(name), _text(value)) for name, value in request.headers or []] == [
         (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
         (":path", "/a/b?c=d"), (":authority", f"127.0.0.1:{port}"),
         ("sec-websocket-version", "13"), ("origin", "http://app.example"),
@@ -513,8 +513,11 @@ async def test_a_graceful_goaway_keeps_the_open_stream() -> None:
 
 async def serve_websocket(peer: Peer, stream: trio.SocketStream, *, first: bytes = b"",
                           answer_close: bool = True) -> None:
-    """Accept each extended CONNECT and send ``first`` on it; answer the client's close
-    frame with the same code, then END_STREAM, unless ``answer_close`` is off."""
+    """Accept each extended CONNECT and send ``first`` on it; echo short text messages,
+    but reset a stream whose path is ``/reset`` (CANCEL) on its first one; answer the
+    client's close frame with the same code, then END_STREAM, unless ``answer_close``
+    is off."""
+    paths: dict[int, str] = {}
     config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
     conn = h2.connection.H2Connection(config)
     conn.local_settings = h2.settings.Settings(
@@ -527,6 +530,8 @@ async def serve_websocket(peer: Peer, stream: trio.SocketStream, *, first: bytes
             for event in conn.receive_data(data):
                 peer.events.append(event)
                 if isinstance(event, h2.events.RequestReceived):
+                    fields = {_text(name): _text(value) for name, value in event.headers or []}
+                    paths[event.stream_id or 0] = fields[":path"]
                     conn.send_headers(event.stream_id, [(":status", "200")])
                     if first:
                         conn.send_data(event.stream_id, first)
@@ -536,12 +541,22 @@ async def serve_websocket(peer: Peer, stream: trio.SocketStream, *, first: bytes
                     frames.feed(event.data or b"")
                     while (frame := frames.next()) is not None:
                         peer.echoed.append(bytes([frame.opcode]) + frame.payload)
+                        if frame.opcode == 0x1 and paths[event.stream_id or 0] == "/reset":
+                            conn.reset_stream(event.stream_id, ErrorCodes.CANCEL)
+                            break
+                        if frame.opcode == 0x1 and len(frame.payload) < 126:
+                            conn.send_data(event.stream_id,
+                                           bytes([0x81, len(frame.payload)]) + frame.payload)
                         if frame.opcode == 0x8 and answer_close:
                             conn.send_data(event.stream_id, b"\x88\x02" + frame.payload[:2],
                                            end_stream=True)
             await stream.send_all(conn.data_to_send())
     peer.done.set()
     await stream.aclose()
+
+
+def _text(field: bytes | str) -> str:
+    return field.decode() if isinstance(field, bytes) else field
 
 
 def _stream_endings(peer: Peer) -> list[tuple[str, int]]:
@@ -586,6 +601,29 @@ async def test_a_server_that_breaks_the_protocol_is_failed_with_1002() -> None:
     assert [frame[0] for frame in peer.echoed] == [0x8]
     assert int.from_bytes(peer.echoed[0][1:3], "big") == 1002
     assert _stream_endings(peer) == [("END_STREAM", 0)]
+
+
+async def test_a_stream_reset_by_the_server_leaves_the_others() -> None:
+    peer = Peer()
+    async with h2_peer(peer, serve_websocket) as port:
+        with trio.fail_after(BOUND):
+            async with open_h2_client("127.0.0.1", port, timeout=BOUND) as client, \
+                    trio.open_nursery() as nursery:
+                doomed = await open_h2_connection(client, "/reset")
+                kept = await open_h2_connection(client, "/echo")
+                nursery.start_soon(doomed.run_reader)
+                nursery.start_soon(kept.run_reader)
+                await doomed.send("first")
+                with pytest.raises(ConnectionClosed) as info:
+                    await doomed.receive()
+                for text in TEXTS:
+                    await kept.send(text)
+                    assert await kept.receive() == text
+                await kept.close()
+            await peer.done.wait()
+    assert info.value.code == 1006
+    assert kept.close_code == 1000
+    assert _stream_endings(peer) == [("END_STREAM", 0)]  # the kept one's; none reset
 
 
 async def test_a_close_never_answered_resets_the_stream() -> None:
