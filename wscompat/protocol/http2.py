@@ -407,6 +407,8 @@ class H2ServerSession:
         self.end_reason = ""
         self.draining = False
         """A graceful GOAWAY went out: streams already open run to their end."""
+        self.ping_acked: bytes | None = None
+        """The payload of the last PING acknowledgement received (see :meth:`ping`)."""
         self._floods = _Counters(limits.flood_limit)
         self._frames = _FrameWatch()
         self._sending: dict[int, H2ServerStream] = {}
@@ -479,6 +481,8 @@ class H2ServerSession:
                 self._flood("SETTINGS", events)
             elif SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:  # type: ignore[attr-defined]
                 events.append(WindowOpened())
+        elif t is h2e.PingAckReceived:
+            self.ping_acked = event.ping_data  # type: ignore[attr-defined]
         elif t is h2e.PingReceived:
             if not self._floods.take("ping", now):
                 self._flood("PING", events)
@@ -654,6 +658,11 @@ class H2ServerSession:
         frame = GoAwayFrame(0, last_stream_id=self._conn.highest_inbound_stream_id,
                             error_code=int(code), additional_data=reason.encode())
         self._out += self._conn.data_to_send() + frame.serialize()
+
+    def ping(self, payload: bytes) -> None:
+        """Send a PING of 8 bytes (a keepalive); its ACK sets ``ping_acked``."""
+        if not self.ended:
+            self._conn.ping(payload)
 
     def terminate(self, code: int, reason: str) -> list[H2Event]:
         """End the connection now with GOAWAY ``code``; every stream is dropped."""

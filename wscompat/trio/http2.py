@@ -28,6 +28,7 @@ a task blocked writing to a client that stopped reading is freed rather than kep
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -180,6 +181,9 @@ class _Mux:
         self.read_scope: trio.CancelScope | None = None
         self.stopping = False
         self._flush_pending = False
+        self._received = trio.lowlevel.ParkingLot()
+        """Woken after every read the session took."""
+        self.keepalive_scope = trio.CancelScope()
 
     async def flush(self) -> None:
         """Write what the session has queued, unless a write is in progress (whose
@@ -309,6 +313,7 @@ class _Mux:
             if data:
                 events = session.receive_data(data, trio.current_time())
                 self.dispatch(events)
+                self._received.unpark_all()
             await self.flush()
             if session.ended:
                 if session.end_code not in (None, 0) and session.end_reason:
@@ -350,6 +355,29 @@ class _Mux:
             while await transport.receive(self.read_size):
                 pass
 
+    async def keepalive(self, interval: float, timeout: float) -> None:
+        """An HTTP/2 PING every ``interval`` seconds. A client that does not acknowledge
+        one within ``timeout`` is gone, or reads nothing, and a stream task may be
+        blocked writing to it: its WebSockets' own pings cannot tell, as their frames
+        wait behind that write. The read loop is ended, and the connection with it."""
+        session = self.session
+        with self.keepalive_scope:
+            for n in itertools.count(1):
+                await trio.sleep(interval)
+                payload = n.to_bytes(8, "big")
+                session.ping(payload)
+                self.flush_soon()
+                with trio.move_on_after(timeout):
+                    while session.ping_acked != payload and not session.ended:
+                        await self._received.park()
+                if session.ended:
+                    return
+                if session.ping_acked != payload:
+                    logger.info("%s HTTP/2 keepalive ping timed out", fmt_remote(self.remote))
+                    if self.read_scope is not None:
+                        self.read_scope.cancel()
+                    return
+
     async def watch_shutdown(self, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
         """Sleep until the server is cancelled, then close gracefully: GOAWAY, and the
         read loop ends once the streams have closed (``close_timeout`` at most)."""
@@ -383,6 +411,8 @@ async def serve_http2(server: Server, transport: Transport, remote: tuple[str, i
     async with trio.open_nursery() as nursery:
         mux.nursery = nursery
         watcher = await nursery.start(mux.watch_shutdown)
+        if options.ping_interval is not None:
+            nursery.start_soon(mux.keepalive, options.ping_interval, options.ping_timeout)
         try:
             with trio.CancelScope(shield=True) as mux.read_scope:
                 mux.read_scope.deadline = trio.current_time() + options.handshake_timeout
@@ -395,6 +425,7 @@ async def serve_http2(server: Server, transport: Transport, remote: tuple[str, i
                                 exc.__cause__ or exc)
         finally:
             watcher.cancel()
+            mux.keepalive_scope.cancel()
             if not session.ended:
                 session.terminate(int(ErrorCodes.NO_ERROR), "")
             mux.dispatch([SessionEnded(0, "")])
