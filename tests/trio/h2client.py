@@ -311,6 +311,23 @@ async def open_h2(port: int, *, ssl_context: ssl.SSLContext | None = None,
         await client.aclose()
 
 
+async def open_stalled(port: int, path: str) -> trio.abc.Stream:
+    """A raw client that opens an RFC 8441 WebSocket on ``path`` with every window wide
+    open (2**31 - 1) and then reads nothing at all; its receive buffer is small, so the
+    server's writes to it back up in the kernel and then in the server."""
+    stream = await open_stream(port, rcvbuf=4096)
+    window = 2**31 - 1
+    block = Encoder().encode([(":method", "CONNECT"), (":protocol", "websocket"),
+                              (":scheme", "http"), (":path", path), (":authority", HOST),
+                              ("sec-websocket-version", "13")])
+    await stream.send_all(
+        PREFACE
+        + raw_frame(0x4, 0, 0, (4).to_bytes(2, "big") + window.to_bytes(4, "big"))
+        + raw_frame(0x8, 0, 0, (window - 65535).to_bytes(4, "big"))
+        + raw_frame(0x1, 0x4, 1, block))
+    return stream
+
+
 async def open_stream(port: int, *, ssl_context: ssl.SSLContext | None = None,
                       rcvbuf: int | None = None) -> trio.abc.Stream:
     """TCP (with a small receive buffer if asked), under TLS when given a context (made

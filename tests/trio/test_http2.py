@@ -10,6 +10,7 @@ counted (``server.active``) and no task left behind.
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .h2client import (
     H2WebSocket,
     alpn_context,
     open_h2,
+    open_stalled,
     open_stream,
     raw_frame,
 )
@@ -342,6 +344,54 @@ async def test_a_client_that_stops_reading_tcp(
         assert blocked <= 8 << 20, (blocked, sent, stuck.bytes_in)
         await ws.close()
         assert [h.side.reset for h in hoses] == [None, None, None]
+    await settled(server, tasks)
+
+
+async def test_a_client_that_reads_nothing_is_let_go_by_the_keepalive(
+    start_server: Starter, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client opens a WebSocket whose handler sends without end, then reads nothing:
+    the handler's write blocks on TCP, where no WebSocket ping can help. The HTTP/2
+    PING goes unacknowledged, and within ``ping_interval + ping_timeout`` (and the
+    bounded wait for the GOAWAY) the connection is closed and the handler freed. A
+    client that reads, on another connection, is kept all along."""
+    sent = {"/firehose": 0}
+    freed = trio.Event()
+
+    async def handler(ws: wscompat.Connection) -> None:
+        if ws.path != "/firehose":
+            async for message in ws:
+                await ws.send(message)
+            return
+        try:
+            with contextlib.suppress(wscompat.ConnectionClosed):
+                while True:
+                    await ws.send(b"f" * 65536)
+                    sent["/firehose"] += 65536
+        finally:
+            freed.set()
+
+    caplog.set_level(logging.INFO, logger="wscompat.server")
+    server = await start_server(handler, ping_interval=1.0, ping_timeout=2.0)
+    tasks = task_count()
+    async with open_h2(server.port) as good:
+        ws = await good.websocket("/good")
+        stalled = await open_stalled(server.port, "/firehose")
+        with trio.fail_after(SETTLE):
+            n = 0
+            while not freed.is_set():  # the good client answers pings as it echoes
+                await ws.echo(f"still here {n}")
+                n += 1
+                await trio.sleep(0.2)
+        assert sent["/firehose"] > 0
+        assert any("HTTP/2 keepalive ping timed out" in r.getMessage() for r in caplog.records)
+        await wait_until(lambda: server.active == 2)  # the good connection and its stream
+        for m in range(5):
+            await trio.sleep(0.5)  # more keepalive rounds: the good client stays
+            await ws.echo(f"after {m}")
+        assert good.goaway is None and ws.side.reset is None
+        await ws.close()
+        await stalled.aclose()
     await settled(server, tasks)
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import pytest
 import trio
 from h2.errors import ErrorCodes
-from hpack import Encoder
 from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 
 import wscompat
@@ -44,6 +43,7 @@ from .h2client import (
     RawH2,
     open_h2,
     open_raw_h2,
+    open_stalled,
     open_stream,
     raw_frame,
     read_frames,
@@ -53,8 +53,7 @@ CALM = int(ErrorCodes.ENHANCE_YOUR_CALM)
 PROTOCOL_ERROR = int(ErrorCodes.PROTOCOL_ERROR)
 FRAME_SIZE_ERROR = int(ErrorCodes.FRAME_SIZE_ERROR)
 # Frame types and flags (RFC 9113 §6).
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, WINDOW_UPDATE, CONTINUATION = (
-    0, 1, 2, 3, 4, 6, 8, 9)
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, CONTINUATION = 0, 1, 2, 3, 4, 6, 9
 END_HEADERS = 0x4
 CONNECT = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
            (":path", "/flood"), (":authority", HOST), ("sec-websocket-version", "13")]
@@ -359,19 +358,6 @@ async def test_a_flood_in_the_first_flight_gets_the_settings_then_the_goaway(
     assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == CALM
 
 
-async def stalled(port: int, path: str) -> trio.abc.Stream:
-    """A client that opens a WebSocket on ``path`` with every window wide open and
-    then reads nothing: its receive buffer is small, so the server's writes back up."""
-    stream = await open_stream(port, rcvbuf=4096)
-    window = 2**31 - 1
-    await stream.send_all(
-        PREFACE
-        + raw_frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + window.to_bytes(4, "big"))
-        + raw_frame(WINDOW_UPDATE, 0, 0, (window - 65535).to_bytes(4, "big"))
-        + headers(1, Encoder().encode([*CONNECT[:3], (":path", path), *CONNECT[4:]])))
-    return stream
-
-
 async def flood_quietly(stream: trio.abc.Stream, frames: bytes) -> None:
     """Write the flood; the server may reset the connection before it has read it all."""
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -405,7 +391,7 @@ async def test_a_flood_from_a_client_that_does_not_read_is_cut_off(
     async with connect(f"ws://{HOST}:{server.port}/good-http1") as http1, \
             open_h2(server.port) as h2:
         good = GoodClients(http1, h2, await h2.websocket("/good-h2"))
-        client = await stalled(server.port, "/firehose")
+        client = await open_stalled(server.port, "/firehose")
         with trio.fail_after(SETTLE):
             before = -1
             while sent["/firehose"] in (0, before):  # until the writes are blocked
@@ -442,7 +428,7 @@ async def test_the_goaway_behind_a_backlog_reaches_a_slow_reader(start_server: S
                 pass
 
     server = await start_server(handler)
-    client = await stalled(server.port, "/backlog")
+    client = await open_stalled(server.port, "/backlog")
     with trio.fail_after(SETTLE):
         await queued.wait()
         async with trio.open_nursery() as nursery:
