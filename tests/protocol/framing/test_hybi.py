@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from wscompat.drafts import Draft
 from wscompat.protocol.framing import Closed, HybiFramer, Message, Pong, State
+from wscompat.protocol.framing.masking import mask_key
 
 from ...framing_helpers import client_frame
 
@@ -299,10 +302,6 @@ def test_client_frames_are_masked_with_a_new_key_each(size: int) -> None:
 
 
 def test_a_forked_child_draws_keys_of_its_own() -> None:
-    import os
-
-    from wscompat.protocol.framing.masking import mask_key
-
     mask_key()
     read, write = os.pipe()
     pid = os.fork()
