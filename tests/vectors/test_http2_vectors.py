@@ -562,3 +562,28 @@ async def test_chromium_recorded_afresh_matches_the_corpus(tmp_path: Path) -> No
     assert set(connect[0]) == set(stored_connect)
     assert fresh.settings == stored.settings
     assert list(fresh.end["close_codes"].values()) == [1000]
+
+
+async def test_serve_record_writes_a_replayed_http2_vector_back(start_server: Starter,
+                                                                tmp_path: Path) -> None:
+    """Over real sockets: the RFC example replayed (cleartext, prior knowledge) against
+    ``wscompat serve --record`` comes back as a file that checks and says the same."""
+    example = load(EXAMPLE)
+    server = await start_server(echo, options=dataclasses.replace(
+        server_options(example), record_dir=str(tmp_path / "out"), record_redact=()))
+    settings = ReplaySettings("127.0.0.1", server.port, server_options=example.options,
+                              **FAST)  # type: ignore[arg-type]
+    with trio.fail_after(30):
+        outcome = await replay_vector(example, settings)
+        assert outcome.status == "expected", outcome.problem
+        path = await h2_recordings.wait_for_file(tmp_path / "out")
+    recorded = load(path)
+    assert recorded.http2 and recorded.options == {"compression": "off"}
+    assert check(recorded).ok and check(recorded, bytewise=True).ok, check(recorded).problem
+    requests = [s for s in recorded.steps if s.kind == "h2_request"]
+    assert [s.headers for s in requests] == [example.steps[1].headers]
+    sent = b"".join(s.data for s in recorded.steps if s.kind == "h2_send")
+    assert sent == b"".join(s.data for s in example.steps if s.kind == "h2_send")
+    answered = b"".join(s.data for s in recorded.steps if s.kind == "h2_expect_data")
+    assert answered == bytes.fromhex("81 05 48 65 6c 6c 6f 88 02 03 e8")
+    assert recorded.end["close_codes"] == {"1": 1000}
