@@ -20,6 +20,8 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import trio
 import trustme
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wscompat.cli import echo
 from wscompat.options import ServerOptions
@@ -207,6 +209,10 @@ MISTAKES: list[tuple[str, dict[str, Any], str, bool]] = [
      "stream 2 is even", True),
     ("data too large", _with(step=3, value={"h2_send": {"repeat": "00", "count": 10**9}}),
      "bytes, more than the limit of 67108864", False),
+    ("a compression mode the server does not know", _with({"options": {"compression": "x"}}),
+     "options: compression must be one of", False),
+    ("close codes keyed by a non-ASCII digit", _with({"end": {"close_codes": {"²": 1000}}}),
+     "a stream of close_codes is a number in a string", True),
     ("a send after send_eof", {**_with(), "steps": [*GOOD["steps"][:2], {"send_eof": True},
                                                     {"h2_send": "x"}]},
      "nothing can be sent after send_eof", False),
@@ -587,3 +593,55 @@ async def test_serve_record_writes_a_replayed_http2_vector_back(start_server: St
     answered = b"".join(s.data for s in recorded.steps if s.kind == "h2_expect_data")
     assert answered == bytes.fromhex("81 05 48 65 6c 6c 6f 88 02 03 e8")
     assert recorded.end["close_codes"] == {"1": 1000}
+
+
+# -- any file at all --------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+"""Any JSON value."""
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON document, the root aside."""
+    found: list[tuple[Any, ...]] = []
+    children = (value.items() if isinstance(value, dict) else
+                enumerate(value) if isinstance(value, list) else ())
+    for key, child in children:
+        found.append((*path, key))
+        found.extend(_paths(child, (*path, key)))
+    return found
+
+
+PLACES = _paths(GOOD)
+KEYS = ["stream", "end_stream", "vary", "headers", "settings", "close_codes", "h2_send",
+        "h2_expect_settings", "h2_frames", "h2_goaway", "events", "eof", "1", "01", "²"]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(PLACES), value=JSON | st.sampled_from(KEYS),
+       key=st.sampled_from(KEYS), add=st.booleans())
+def test_any_change_to_a_vector_loads_or_is_refused(tmp_path: Path, place: tuple[Any, ...],
+                                                    value: Any, key: str, add: bool) -> None:
+    """Replace any value of a good vector by any JSON value, or add any key beside it:
+    the loader takes it or refuses it with a VectorError, and what it takes, the
+    offline check runs to a result."""
+    raw = copy.deepcopy(GOOD)
+    parent = raw
+    for part in place[:-1]:
+        parent = parent[part]
+    if add and isinstance(parent, dict):
+        parent[key] = value
+    else:
+        parent[place[-1]] = value
+    try:
+        vector = load(_write(tmp_path, raw))
+    except VectorError:
+        return
+    check(vector)
+    check(vector, bytewise=True)

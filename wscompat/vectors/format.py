@@ -432,7 +432,8 @@ def _h2_end(end: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(codes, dict):
         raise VectorError(f"close_codes maps streams to close codes, not {_brief(codes)}")
     for stream, code in codes.items():
-        if not (isinstance(stream, str) and stream.isdigit()):
+        if not (isinstance(stream, str) and stream.isascii() and stream.isdigit()
+                and stream[0] != "0"):
             raise VectorError(f"a stream of close_codes is a number in a string, not "
                               f"{_brief(stream)}")
         _stream(int(stream))
@@ -543,6 +544,7 @@ def _parse(path: Path, raw: Any, limits: LoadLimits) -> Vector:
         raise VectorError(f"unknown server options {sorted(unknown_options)}")
     for name, value in options.items():
         _check_option(name, value)
+    _check_options_together(options)
     if not isinstance(raw["steps"], list):
         raise VectorError(f"steps is a list, not {_brief(raw['steps'])}")
     parse = _h2_step if http2 else _step
@@ -706,6 +708,20 @@ def _check_option(name: str, value: Any) -> None:
             validate_patterns(tuple(value))
         except ValueError as exc:
             raise VectorError(f"option origins: {exc}") from None
+
+
+def _check_options_together(options: dict[str, Any]) -> None:
+    """The options as the server takes them: a value of the right type the server still
+    refuses (a compression mode it does not know, a window of 3 bits) is the vector's
+    error, said here, rather than an exception when it is checked or replayed."""
+    given = dict(options)
+    if "drafts" in given:
+        given["drafts"] = parse_drafts(",".join(given["drafts"]))
+    try:
+        built = ServerOptions(**given)
+        _ = built.settings, built.h2_settings, built.compression_settings()
+    except (ValueError, TypeError) as exc:
+        raise VectorError(f"options: {exc}") from None
 
 
 def server_options(vector: Vector) -> ServerOptions:
