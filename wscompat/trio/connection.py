@@ -253,6 +253,8 @@ class Connection(RequestView):
     """What ``process_request`` handed over in its Acceptance (a gateway's backend)."""
     _close_reads = False
     """close() reads the peer's answer itself (no reader was running)."""
+    _gave_up = False
+    """The peer never ended the connection after the close: not waited for twice."""
     _sink: Callable[[Data], None] | None = None
     """Where the reader hands each message instead of queueing it (see relay())."""
     _relay_target: Connection | None = None
@@ -628,7 +630,11 @@ class Connection(RequestView):
             self._dispatch(self._proto.events())
             await self._flush(quiet=True)
             drained = True
+            proto = self._proto
             while not self.closed:
+                if proto.state is not State.OPEN:
+                    await self._read_closing(size)
+                    break
                 if (self._queue_full() and not self._discard) or self._backed_up():
                     await self._reader_parked.wait()
                     continue
@@ -682,12 +688,30 @@ class Connection(RequestView):
             await self._flush(quiet=True)
         return data or None
 
+    async def _read_closing(self, size: int) -> None:
+        """The closing handshake is under way: read its end, for at most
+        ``close_timeout``. A peer that has not ended the connection by then (a server
+        that answered the close but keeps TCP open, where the client must wait for it
+        to close first) is taken as having ended it: the connection closes with the
+        code the handshake gave, and the reader leaves at once."""
+        with trio.move_on_after(self._settings.close_timeout):
+            while not self.closed and await self._read(size):
+                pass
+        if not self.closed:
+            self._gave_up = True
+            self._proto.receive_eof()
+            self._dispatch(self._proto.events())
+            if not self.closed:
+                self._finish(1006, "closing handshake timed out", by="timeout")
+
     async def _read_until_closed(self) -> None:
         while not self.closed and await self._read(self._settings.read_size):
             pass
 
     async def _linger(self) -> None:
         """After the close, half-close and drain until the peer's FIN (bounded)."""
+        if self._gave_up:
+            return  # the peer's FIN was waited for already
         with trio.move_on_after(self._settings.close_timeout):
             await self._flush(quiet=True)
             if not self._eof_sent and not self._writing:
