@@ -136,7 +136,9 @@ class ServerOptions:
 
     # TLS.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
-    """Serve wss:// on the same port as ws:// (the sniffer sees the TLS record)."""
+    """Serve wss:// on the same port as ws:// (the sniffer sees the TLS record). Its
+    ALPN protocols are set by serve(): ``h2`` and ``http/1.1`` with ``http2``, else
+    ``http/1.1`` alone (ALPN is a setting of the whole context)."""
     require_tls: bool = False
     """With ``ssl_context``: refuse plain connections instead of serving both (plain
     HTTP gets 403, a plain policy request or anything else is closed unanswered)."""

@@ -78,9 +78,12 @@ async def serve(
         base = options or ServerOptions()
         options = ServerOptions(**{**_as_dict(base), **kwargs})
     options = options or ServerOptions()
-    if options.ssl_context is not None and options.http2:
-        # Browsers open RFC 8441 WebSockets only on an HTTP/2 connection: offer it.
-        options.ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+    if options.ssl_context is not None:
+        # Browsers open RFC 8441 WebSockets only on an HTTP/2 connection: offer it when
+        # it is on. Set either way, so a context that served HTTP/2 elsewhere does not
+        # go on offering h2 here, and a client is told plainly it gets HTTP/1.1.
+        options.ssl_context.set_alpn_protocols(
+            ["h2", "http/1.1"] if options.http2 else ["http/1.1"])
     socks = await bind_listeners(host, port, reuse_port=options.reuse_port)
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in socks]
     metrics = metrics_store
