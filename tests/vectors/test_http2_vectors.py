@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dpkt  # type: ignore[import-untyped]
+import hpack
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import trio
@@ -178,9 +179,13 @@ MISTAKES: list[tuple[str, dict[str, Any], str, bool]] = [
      "stream does not belong", True),
     ("a field not a pair", _with(step=1, value={"h2_request": [[":method"]]}),
      "is a [name, value] pair of strings", True),
-    ("a field without a name", _with(step=1, value={"h2_request": [["", "x"]]}),
-     "is a [name, value] pair of strings with a name", True),
+    ("a field of three", _with(step=1, value={"h2_request": [["a", "b", "c"]]}),
+     "is a [name, value] pair of strings", True),
+    ("a field of a number", _with(step=1, value={"h2_request": [["a", 1]]}),
+     "is a [name, value] pair of strings", True),
     ("no fields", _with(step=1, value={"h2_request": []}),
+     "list of [name, value] pairs", True),
+    ("fields as an object", _with(step=1, value={"h2_request": {":method": "GET"}}),
      "list of [name, value] pairs", True),
     ("too many fields", _with(step=1, value={"h2_request": [["x-a", "b"]] * 1001}),
      "has 1001 fields, more than the limit of 1000", True),
@@ -643,5 +648,45 @@ def test_any_change_to_a_vector_loads_or_is_refused(tmp_path: Path, place: tuple
         vector = load(_write(tmp_path, raw))
     except VectorError:
         return
+    check(vector)
+    check(vector, bytewise=True)
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") \
+        + payload
+
+
+FRAMES = st.one_of(
+    st.builds(lambda sid, end, fields: _frame(1, 0x4 | end, sid, hpack.Encoder().encode(fields)),
+              st.integers(0, 9), st.integers(0, 1),
+              st.lists(st.tuples(st.text(max_size=5), st.text(max_size=5)), max_size=4)),
+    st.builds(lambda sid, end, data: _frame(0, end, sid, data), st.integers(0, 9),
+              st.integers(0, 1), st.binary(max_size=40)),
+    st.builds(_frame, st.integers(0, 12), st.integers(0, 255), st.integers(0, 9),
+              st.binary(max_size=30)),
+    st.binary(max_size=20),
+)
+"""HTTP/2 frames, well formed or not, and bytes that are none."""
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(exchange=st.lists(st.tuples(st.booleans(), FRAMES), max_size=12), plain=st.booleans())
+def test_any_http2_connection_records_as_a_vector_that_loads_and_checks(
+    tmp_path: Path, exchange: list[tuple[bool, bytes]], plain: bool
+) -> None:
+    """Whatever follows the preface either way, the recording is no file or a valid
+    vector, which the offline check runs to a result."""
+    recording = Recording()
+    recording.received(PREFACE)
+    for client, data in exchange:
+        (recording.received if client else recording.sent)(data)
+    recording.sent_eof()
+    raw = recording.vector(ServerOptions(record_plain=plain))
+    if raw is None:
+        return
+    assert not list(VALIDATOR.iter_errors(raw))
+    vector = load(_write(tmp_path, raw))
     check(vector)
     check(vector, bytewise=True)

@@ -327,7 +327,8 @@ def _stream(value: Any) -> int:
 
 def _field_list(value: Any, what: str) -> tuple[tuple[str, str], ...]:
     """A header list: ``[[name, value], ...]`` in order, names as sent (lowercase in
-    HTTP/2), pseudo-header fields (``:method``) included."""
+    HTTP/2), pseudo-header fields (``:method``) included. An empty name is malformed
+    HTTP/2, which a vector may send; an empty list is sent as ``h2_frames``."""
     if not isinstance(value, list) or not value:
         raise VectorError(f"{what} is a list of [name, value] pairs, not {_brief(value)}")
     if len(value) > MAX_FIELDS:
@@ -337,9 +338,9 @@ def _field_list(value: Any, what: str) -> tuple[tuple[str, str], ...]:
     size = 0
     for item in value:
         if (not isinstance(item, list) or len(item) != 2
-                or not all(isinstance(part, str) for part in item) or not item[0]):
-            raise VectorError(f"a field of {what} is a [name, value] pair of strings with a "
-                              f"name, not {_brief(item)}")
+                or not all(isinstance(part, str) for part in item)):
+            raise VectorError(f"a field of {what} is a [name, value] pair of strings, not "
+                              f"{_brief(item)}")
         size += len(item[0].encode("utf-8", "replace")) + len(
             item[1].encode("utf-8", "replace")) + 32
         if size > MAX_FIELD_LIST_BYTES:

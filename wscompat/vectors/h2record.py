@@ -85,6 +85,10 @@ class _Reader:
     decoder: hpack.Decoder = field(default_factory=hpack.Decoder)
     block: tuple[int, bool, bytearray] | None = None
     """A header block waiting for its CONTINUATION frames: stream, END_STREAM, bytes."""
+    raw_block = False
+    """The header block going on is on a stream no client opens: kept as raw frames."""
+    block_frames: bytearray = field(default_factory=bytearray)
+    """The frames of the header block going on, as they came."""
     broken: str = ""
 
     def __post_init__(self) -> None:
@@ -106,12 +110,33 @@ class _Reader:
                 frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
                 if len(self.buffer) < 9 + length:
                     break
-                frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
+                raw = bytes(self.buffer[: 9 + length])
+                frame.parse_body(memoryview(raw[9:]))
                 del self.buffer[: 9 + length]
-                out.extend(self._frame(frame))
+                if isinstance(frame, HeadersFrame | PushPromiseFrame | ContinuationFrame):
+                    self.block_frames += raw
+                out.extend(self._misplaced(frame, raw) or self._frame(frame))
         except (HyperframeError, HPACKError, ValueError) as exc:
             self.broken = f"the {self.side}'s bytes stop being HTTP/2 here ({exc})"
         return out
+
+    def _misplaced(self, frame: Frame, raw: bytes) -> list[tuple[str, int, Any]]:
+        """A frame of a stream on a stream no client opens (0, or even), which a vector's
+        steps cannot name: the client's as ``("raw", 0, bytes)`` (an ``h2_frames``
+        step), the server's as ``("misplaced", stream, type)``; empty for any other
+        frame. Its header block is not decoded: the server refuses the frame."""
+        continuation = isinstance(frame, ContinuationFrame) and self.raw_block
+        if not continuation and not (
+                isinstance(frame, HeadersFrame | DataFrame | RstStreamFrame)
+                and frame.stream_id % 2 == 0):
+            return []
+        if isinstance(frame, HeadersFrame | ContinuationFrame):
+            self.raw_block = "END_HEADERS" not in frame.flags
+            if not self.raw_block:
+                self.block_frames.clear()
+        if self.side == "client":
+            return [("raw", 0, raw)]
+        return [("misplaced", frame.stream_id, type(frame).__name__)]
 
     def _frame(self, frame: Frame) -> list[tuple[str, int, Any]]:
         sid = frame.stream_id
@@ -143,8 +168,14 @@ class _Reader:
         self.block = None
         fields = tuple((_text(name), _text(value))
                        for name, value in self.decoder.decode(bytes(block), raw=True))
+        frames = bytes(self.block_frames)
+        self.block_frames.clear()
         if isinstance(frame, PushPromiseFrame):
             return []  # a push the client never asked for: its block still counts
+        if not fields and self.side == "client":
+            # An empty header list: no HTTP/2 library sends one, and its block holds
+            # nothing HPACK remembers, so the frames go as they came.
+            return [("raw", 0, frames)]
         return [("headers", sid, (fields, end))]
 
 
@@ -220,9 +251,21 @@ class _Builder:
             self.steps.append({"h2_reset": value, "stream": sid})
         elif kind == "goaway":
             self.steps.append({"h2_goaway": value})
+        elif kind == "raw":
+            if "h2_frames" in last:
+                last["h2_frames"] += value
+            else:
+                self.steps.append({"h2_frames": bytearray(value)})
+            note = ("The client's frames that a vector's steps cannot name (on streams no "
+                    "client opens, or an empty header list) are kept as raw h2_frames.")
+            if note not in self.notes:
+                self.notes.append(note)
 
     def server(self, kind: str, sid: int, value: Any) -> None:
         last = self.steps[-1] if self.steps else {}
+        if kind == "misplaced":
+            self.notes.append(f"The server's {value} on stream {sid} is left out.")
+            return
         if kind == "settings":
             if not self.server_settings_seen:
                 self.server_settings_seen = True
@@ -452,7 +495,7 @@ def h2_vector(events: Sequence[tuple[str, bytes]], *, started: datetime.datetime
 
 def _finished(step: dict[str, Any]) -> dict[str, Any]:
     """A step with its bytes as a data spec."""
-    for key in ("h2_send", "h2_expect_data"):
+    for key in ("h2_send", "h2_expect_data", "h2_frames"):
         if key in step:
             return {**step, key: _data(step[key])}
     return step
