@@ -690,3 +690,23 @@ def test_any_http2_connection_records_as_a_vector_that_loads_and_checks(
     vector = load(_write(tmp_path, raw))
     check(vector)
     check(vector, bytewise=True)
+
+
+def test_frames_no_step_can_name_are_recorded_raw(tmp_path: Path) -> None:
+    """DATA on stream 2, which no client opens, answered GOAWAY PROTOCOL_ERROR: it is
+    sent as raw frames, and recorded back as the same raw frames."""
+    raw = _with()
+    misplaced = {"hex": "00 00 01 00 00 00 00 00 02 78"}
+    raw["steps"] = [*raw["steps"][:3], {"h2_frames": misplaced},
+                    {"h2_expect_goaway": 1}, {"expect_eof": True}]
+    raw["events"], raw["end"] = [], {"eof": True}
+    vector = load(_write(tmp_path, raw))
+    assert check(vector).ok and check(vector, bytewise=True).ok, check(vector).problem
+    recorded = _recorded(vector, compression="off")
+    assert recorded is not None
+    assert {"h2_frames": misplaced["hex"]} in [
+        {"h2_frames": s["h2_frames"]["hex"]} for s in recorded["steps"] if "h2_frames" in s]
+    assert "kept as raw h2_frames" in recorded["description"]
+    again = load(_write(tmp_path, recorded, "again"))
+    assert [s.kind for s in again.steps] == [s.kind for s in vector.steps]
+    assert check(again).ok, check(again).problem
