@@ -27,16 +27,13 @@ CONTINUATION frames per header block) and by the HPACK decoder's header list lim
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import h2.events as h2e
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamClosedError
+from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 from websockets.extensions import Extension
@@ -59,6 +56,18 @@ from wscompat.protocol.handshake.hybi import offered_subprotocols
 from wscompat.protocol.handshake.origin import check_origin
 from wscompat.protocol.handshake.server import PLAIN_PAGE
 from wscompat.protocol.http import Headers, Request
+from wscompat.protocol.http2_session import (
+    DataArrived,
+    EventSink,
+    H2Session,
+    H2Stream,
+    SessionEnded,
+    StreamEnded,
+    StreamReset,
+    WindowOpened,
+    error_reason,
+    field_text,
+)
 from wscompat.protocol.sniff import HTTP2_PREFACE, Kind
 
 __all__ = [
@@ -110,43 +119,8 @@ class RequestReceived:
     stream: H2ServerStream
 
 
-@dataclass(frozen=True)
-class DataArrived:
-    """Bytes for a stream wait in its ``inbox``."""
-
-    stream: H2ServerStream
-
-
-@dataclass(frozen=True)
-class StreamEnded:
-    """The client ended its side of the stream (END_STREAM): no more bytes will come."""
-
-    stream: H2ServerStream
-
-
-@dataclass(frozen=True)
-class StreamReset:
-    """The stream was reset, by the client or by the session (an error on it)."""
-
-    stream: H2ServerStream
-    code: int
-
-
-@dataclass(frozen=True)
-class WindowOpened:
-    """Flow control let queued bytes go, or may now: writers waiting may go on."""
-
-
-@dataclass(frozen=True)
-class SessionEnded:
-    """The HTTP/2 connection is over (GOAWAY either way, or a connection error): write
-    what is pending, then close TCP."""
-
-    code: int
-    reason: str
-
-
-H2Event = RequestReceived | DataArrived | StreamEnded | StreamReset | WindowOpened | SessionEnded
+# DataArrived, StreamEnded, StreamReset, WindowOpened and SessionEnded come from
+# wscompat.protocol.http2_session, shared with the client; H2Event follows H2ServerStream.
 
 
 class _Bucket:
@@ -178,7 +152,7 @@ class StreamState(enum.Enum):
     """Answered (a refusal or a plain response) or reset: nothing more to do."""
 
 
-class H2ServerStream(_Open):
+class H2ServerStream(_Open, H2Stream):
     """One request stream: its handshake, then a WebSocket over its DATA frames.
 
     Offers the decision methods of :class:`ServerConnection` and, once open, the byte
@@ -194,8 +168,8 @@ class H2ServerStream(_Open):
     def __init__(self, session: H2ServerSession, stream_id: int, request: Request,
                  protocol: str | None) -> None:
         self._init_open()
+        super().__init__(stream_id)
         self.session = session
-        self.stream_id = stream_id
         self.request: Request = request
         self.protocol = protocol
         """The ``:protocol`` pseudo-header (``websocket`` for RFC 8441)."""
@@ -206,17 +180,6 @@ class H2ServerStream(_Open):
         self.accepted: Accepted | None = None
         self.plain = False
         """A plain GET or HEAD for one of the settings' ``plain_paths``."""
-        self.inbox = bytearray()
-        """Bytes received and not yet taken."""
-        self.ended = False
-        """The client sent END_STREAM."""
-        self.reset_code: int | None = None
-        self.outbox = bytearray()
-        """Bytes queued for DATA frames, waiting for flow control."""
-        self.end_queued = False
-        """END_STREAM goes out once the outbox is empty."""
-        self.end_sent = False
-        self._unacked = 0
 
     # -- what the I/O layer asks --------------------------------------------------------
 
@@ -341,6 +304,10 @@ class H2ServerStream(_Open):
         return f"<H2ServerStream {self.stream_id} {self.request.method} {self.stage.value}>"
 
 
+H2Event = (RequestReceived | DataArrived[H2ServerStream] | StreamEnded[H2ServerStream]
+           | StreamReset[H2ServerStream] | WindowOpened | SessionEnded)
+
+
 class _FrameWatch:
     """Reads the length of each frame header as it passes, because ``h2`` checks a
     frame's length only once the whole frame has arrived: a header announcing 16 MiB
@@ -389,7 +356,7 @@ class _Counters:
         return bucket.take(now)
 
 
-class H2ServerSession:
+class H2ServerSession(H2Session[H2ServerStream, H2Event]):
     """The server side of one HTTP/2 connection (see the module's docstring)."""
 
     def __init__(self, settings: ConnectionSettings, h2_settings: H2Settings | None = None,
@@ -400,41 +367,24 @@ class H2ServerSession:
         self.handshake: HandshakeSettings = (
             settings.handshake_secure if secure else settings.handshake
         )
-        self.streams: dict[int, H2ServerStream] = {}
-        self.ended = False
-        """GOAWAY was sent or received, or the connection failed."""
-        self.end_code: int | None = None
-        self.end_reason = ""
+        super().__init__(client_side=False, local_settings=_local_settings(limits),
+                         max_streams=limits.max_streams, stream_window=limits.stream_window)
         self.draining = False
         """A graceful GOAWAY went out: streams already open run to their end."""
         self.ping_acked: bytes | None = None
         """The payload of the last PING acknowledgement received (see :meth:`ping`)."""
         self._floods = _Counters(limits.flood_limit)
         self._frames = _FrameWatch()
-        self._sending: dict[int, H2ServerStream] = {}
-        """Streams with queued bytes, in the order they queued them."""
-        self._out = b""
-        """Bytes taken from h2 or written here (the server's preface, a graceful
-        GOAWAY), sent before what h2 holds."""
-        # Headers arrive as bytes and are decoded here: with an encoding, h2 decodes
-        # them itself and lets a UnicodeDecodeError out of receive_data.
-        config = H2Configuration(client_side=False, header_encoding=None,
-                                 validate_inbound_headers=True)
-        self._conn = conn = H2Connection(config=config)
-        conn.local_settings = _local_settings(limits)
         # h2 hands a header list limit to its HPACK decoder only when an acknowledged
         # SETTINGS changes it; given as an initial value, it would never reach it, and
         # the decoder would keep h2's own 64 KiB.
-        conn.decoder.max_header_list_size = limits.max_header_list
-        conn.initiate_connection()
-        # The connection window covers every stream's window, so one stream that is not
-        # read can never hold back the others; each stream's own window bounds it.
-        extra = limits.max_streams * limits.stream_window
-        conn.increment_flow_control_window(min(extra, 2**31 - 1 - 65535))
+        self._conn.decoder.max_header_list_size = limits.max_header_list
+        self._out = self._conn.data_to_send()
+        """Bytes taken from h2 or written here (the server's preface, a graceful
+        GOAWAY), sent before what h2 holds."""
         # The server's preface (SETTINGS, then that WINDOW_UPDATE) is taken out of h2
         # now: a flood found in the client's first bytes clears what h2 holds, and the
         # GOAWAY must still follow the SETTINGS, the first frame a server sends.
-        self._out = conn.data_to_send()
 
     # -- bytes in -----------------------------------------------------------------------
 
@@ -451,7 +401,7 @@ class H2ServerSession:
             h2_events = self._conn.receive_data(data)
         except ProtocolError as exc:  # h2 has queued its GOAWAY
             code = int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
-            return self._ended(code, _reason(exc))
+            return self._ended(code, error_reason(exc))
         events: list[H2Event] = []
         for event in h2_events:
             self._on_event(event, now, events)
@@ -469,9 +419,7 @@ class H2ServerSession:
         elif t is h2e.StreamEnded:
             stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
             if stream is not None:
-                stream.ended = True
-                events.append(StreamEnded(stream))
-                self._maybe_forget(stream)
+                self._peer_ended(stream, events)
         elif t is h2e.StreamReset:
             self._on_reset(event, now, events)  # type: ignore[arg-type]
         elif t is h2e.WindowUpdated:
@@ -491,7 +439,7 @@ class H2ServerSession:
                 self._flood("PRIORITY", events)
         elif t is h2e.ConnectionTerminated:
             code = int(event.error_code or 0)  # type: ignore[attr-defined]
-            events.extend(self._ended(code, "client sent GOAWAY"))
+            self._end(code, "client sent GOAWAY", events)
         elif t is h2e.TrailersReceived:
             self._reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR, events)  # type: ignore[attr-defined]
 
@@ -502,7 +450,7 @@ class H2ServerSession:
         regular: list[tuple[str, str]] = []
         for name, value in event.headers or ():
             # Latin-1, as HTTP/1.1 heads are read: any bytes decode, none are lost.
-            name_s, value_s = _text(name), _text(value)
+            name_s, value_s = field_text(name), field_text(value)
             if name_s.startswith(":"):
                 pseudo[name_s] = value_s
             else:
@@ -569,15 +517,11 @@ class H2ServerSession:
                 or stream.reset_code is not None):
             # Nobody reads it: hand the window back at once.
             if flow:
-                self._conn.acknowledge_received_data(flow, sid)
+                self._acknowledge(flow, sid)
             if stream is not None and stream.stage is StreamState.HEAD and data:
                 self._reset(sid, ErrorCodes.PROTOCOL_ERROR, events)  # data before the 200
             return
-        if flow > len(data):  # padding is nobody's to read
-            self._conn.acknowledge_received_data(flow - len(data), sid)
-        if data:
-            stream.inbox += data
-            events.append(DataArrived(stream))
+        self._arrived(stream, data, flow, events)
 
     def _on_reset(self, event: h2e.StreamReset, now: float, events: list[H2Event]) -> None:
         sid = event.stream_id
@@ -595,57 +539,14 @@ class H2ServerSession:
         self._conn.clear_outbound_data_buffer()
         self._conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM,
                                     f"{what} flood".encode())
-        events.extend(self._ended(int(ErrorCodes.ENHANCE_YOUR_CALM), f"{what} flood"))
+        self._end(int(ErrorCodes.ENHANCE_YOUR_CALM), f"{what} flood", events)
 
     def _ended(self, code: int, reason: str) -> list[H2Event]:
-        if self.ended:
-            return []
-        self.ended = True
-        self.end_code, self.end_reason = code, reason
         events: list[H2Event] = []
-        for stream in list(self.streams.values()):
-            self._drop(stream, int(ErrorCodes.CANCEL), events)
-        events.append(SessionEnded(code, reason))
+        self._end(code, reason, events)
         return events
 
-    # -- taking what arrived ------------------------------------------------------------
-
-    def take(self, stream: H2ServerStream, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of the stream's inbox; the window is handed back for them."""
-        inbox = stream.inbox
-        if len(inbox) <= max_bytes:
-            data = bytes(inbox)
-            inbox.clear()
-        else:
-            data = bytes(inbox[:max_bytes])
-            del inbox[:max_bytes]
-        if data and not self.ended and stream.reset_code is None:
-            self._conn.acknowledge_received_data(len(data), stream.stream_id)
-        return data
-
-    # -- bytes out ----------------------------------------------------------------------
-
-    def send(self, stream: H2ServerStream, data: bytes | bytearray | memoryview = b"",
-             *, end: bool = False) -> None:
-        """Queue bytes for the stream's DATA frames (and END_STREAM after them)."""
-        if not stream.alive or stream.end_queued:
-            raise StreamClosedError(stream.stream_id)
-        if data:
-            stream.outbox += data
-        if end:
-            stream.end_queued = True
-        self._sending[stream.stream_id] = stream
-        self._pump([])
-
-    def reset(self, stream: H2ServerStream, code: int = ErrorCodes.CANCEL) -> None:
-        """End the stream with RST_STREAM: an error or a close that was not clean
-        (CANCEL), or NO_ERROR once the server's side is complete and the client's
-        END_STREAM is no longer waited for (RFC 9113 §8.1)."""
-        if stream.alive or (stream.reset_code is None and not stream.ended
-                            and not self.ended):
-            self._reset(stream.stream_id, code, [])
-        else:
-            self._forget(stream)
+    # -- the connection -----------------------------------------------------------------
 
     def goaway(self, code: int = ErrorCodes.NO_ERROR, reason: str = "") -> None:
         """A graceful GOAWAY: streams already open go on, new ones are refused."""
@@ -680,46 +581,6 @@ class H2ServerSession:
     def open_streams(self) -> int:
         return len(self.streams)
 
-    def pending(self, stream: H2ServerStream) -> int:
-        """Bytes queued on the stream that flow control has not let go yet."""
-        return len(stream.outbox)
-
-    def _pump(self, events: list[H2Event]) -> None:
-        """Send queued bytes as far as the windows allow, in queueing order."""
-        if self.ended or not self._sending:
-            return
-        conn = self._conn
-        sent_any = False
-        for sid, stream in list(self._sending.items()):
-            if not stream.alive:
-                del self._sending[sid]
-                continue
-            out = stream.outbox
-            try:
-                while out:
-                    room = min(conn.local_flow_control_window(sid),
-                               conn.max_outbound_frame_size)
-                    if room <= 0:
-                        break
-                    chunk = bytes(out[:room])
-                    del out[:room]
-                    conn.send_data(sid, chunk, end_stream=stream.end_queued and not out)
-                    sent_any = True
-                    if not out and stream.end_queued:
-                        stream.end_sent = True
-                if not out and stream.end_queued and not stream.end_sent:
-                    conn.end_stream(sid)
-                    stream.end_sent = True
-            except ProtocolError:  # h2 closed the stream itself (see _send_headers)
-                self._drop(stream, int(ErrorCodes.STREAM_CLOSED), events)
-                continue
-            if not out:
-                del self._sending[sid]
-                if stream.end_sent:
-                    self._maybe_forget(stream)
-        if sent_any:
-            events.append(WindowOpened())
-
     def _send_headers(self, stream: H2ServerStream, headers: list[tuple[str, str]],
                       *, end_stream: bool = False) -> bool:
         """Send the stream's answer; False if the stream is gone.
@@ -741,34 +602,9 @@ class H2ServerSession:
             self._maybe_forget(stream)
         return True
 
-    def _reset(self, sid: int, code: int, events: list[H2Event]) -> None:
-        with contextlib.suppress(ProtocolError, StreamClosedError):
-            self._conn.reset_stream(sid, code)
-        stream = self.streams.get(sid)
-        if stream is not None:
-            self._drop(stream, code, events)
-
-    def _drop(self, stream: H2ServerStream, code: int, events: list[H2Event]) -> None:
-        """The stream is gone: nothing more goes out, what arrived is kept for its
-        reader, and the application learns it as a lost connection."""
-        if stream.reset_code is None:
-            stream.reset_code = code
+    def _dropping(self, stream: H2ServerStream, events: EventSink[H2ServerStream, H2Event]) -> None:
         if stream.framer is None:
             stream.stage = StreamState.DONE
-        stream.outbox.clear()
-        self._sending.pop(stream.stream_id, None)
-        self.streams.pop(stream.stream_id, None)
-        events.append(StreamReset(stream, code))
-
-    def _maybe_forget(self, stream: H2ServerStream) -> None:
-        """A stream closed both ways leaves the table (its object lives on with its
-        reader)."""
-        if stream.end_sent and stream.ended:
-            self._forget(stream)
-
-    def _forget(self, stream: H2ServerStream) -> None:
-        self.streams.pop(stream.stream_id, None)
-        self._sending.pop(stream.stream_id, None)
 
 
 def _local_settings(limits: H2Settings) -> Settings:
@@ -778,12 +614,3 @@ def _local_settings(limits: H2Settings) -> Settings:
         SettingCodes.INITIAL_WINDOW_SIZE: limits.stream_window,
         SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
     })
-
-
-def _text(field: bytes | str) -> str:
-    return field if isinstance(field, str) else field.decode("latin-1")
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:200]

@@ -38,10 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import h2.events as h2e
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamClosedError, TooManyStreamsError
+from h2.exceptions import ProtocolError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
 from websockets.exceptions import NegotiationError
 from websockets.extensions import ClientExtensionFactory, Extension
@@ -49,6 +47,18 @@ from websockets.extensions import ClientExtensionFactory, Extension
 from wscompat.errors import HandshakeRejected
 from wscompat.protocol.extensions import accept_response, offer_header
 from wscompat.protocol.http import Headers
+from wscompat.protocol.http2_session import (
+    DataArrived,
+    EventSink,
+    H2Session,
+    H2Stream,
+    SessionEnded,
+    StreamEnded,
+    StreamReset,
+    WindowOpened,
+    error_reason,
+    field_text,
+)
 
 __all__ = [
     "DataArrived",
@@ -98,39 +108,8 @@ class ResponseReceived:
     stream: H2ClientStream
 
 
-@dataclass(frozen=True)
-class DataArrived:
-    """Bytes for a stream wait in its ``inbox``."""
-
-    stream: H2ClientStream
-
-
-@dataclass(frozen=True)
-class StreamEnded:
-    """The server ended its side of the stream (END_STREAM)."""
-
-    stream: H2ClientStream
-
-
-@dataclass(frozen=True)
-class StreamReset:
-    """The stream was reset, by the server or by the session."""
-
-    stream: H2ClientStream
-    code: int
-
-
-@dataclass(frozen=True)
-class WindowOpened:
-    """Flow control let queued bytes go, or may now: writers waiting may go on."""
-
-
-@dataclass(frozen=True)
-class SessionEnded:
-    """The HTTP/2 connection is over (GOAWAY either way, or an error)."""
-
-    code: int
-    reason: str
+# DataArrived, StreamEnded, StreamReset, WindowOpened and SessionEnded come from
+# wscompat.protocol.http2_session, shared with the server.
 
 
 @dataclass(frozen=True)
@@ -140,9 +119,6 @@ class GoingAway:
     last_stream_id: int
     reason: str
 
-
-H2ClientEvent = (SettingsReceived | ResponseReceived | DataArrived | StreamEnded
-                 | StreamReset | WindowOpened | GoingAway | SessionEnded)
 
 GOAWAY_TYPE = 0x7
 FRAME_HEADER = struct.Struct(">HBBBL")
@@ -236,13 +212,13 @@ class Stage(enum.Enum):
     """Answered with an error status, or with a 2xx the client must fail."""
 
 
-class H2ClientStream:
+class H2ClientStream(H2Stream):
     """One extended CONNECT stream: the request, the answer, then the WebSocket's bytes."""
 
     def __init__(self, stream_id: int, request: list[tuple[str, str]],
                  subprotocols: tuple[str, ...],
                  extensions: tuple[ClientExtensionFactory, ...], *, check: bool = True) -> None:
-        self.stream_id = stream_id
+        super().__init__(stream_id)
         self.check = check
         """A 2xx answer's subprotocol and extensions are checked against the offer (a
         conformance client that checks them itself turns this off)."""
@@ -263,24 +239,10 @@ class H2ClientStream:
         """The start of a refusal's body."""
         self.answered = False
         """The answer is complete: open, or refused with all of its body that is kept."""
-        self.inbox = bytearray()
-        """Bytes received and not yet taken."""
-        self.ended = False
-        """The server sent END_STREAM."""
-        self.reset_code: int | None = None
-        self.outbox = bytearray()
-        """Bytes queued for DATA frames, waiting for flow control."""
-        self.end_queued = False
-        self.end_sent = False
 
     @property
     def extensions_header(self) -> str | None:
         return self.response_headers.joined("Sec-WebSocket-Extensions")
-
-    @property
-    def alive(self) -> bool:
-        """The stream can still carry bytes to the server."""
-        return self.reset_code is None and not self.end_sent
 
     def refusal(self) -> HandshakeRejected:
         """The answer as a HandshakeRejected: the status, and the first line of the body
@@ -305,20 +267,26 @@ class H2ClientStream:
         return f"<H2ClientStream {self.stream_id} {self.stage.value}>"
 
 
-class H2ClientSession:
+H2ClientEvent = (SettingsReceived | ResponseReceived | DataArrived[H2ClientStream]
+                 | StreamEnded[H2ClientStream] | StreamReset[H2ClientStream] | WindowOpened
+                 | GoingAway | SessionEnded)
+
+
+class H2ClientSession(H2Session[H2ClientStream, H2ClientEvent]):
     """The client side of one HTTP/2 connection (see the module's docstring)."""
 
     def __init__(self, settings: H2ClientSettings | None = None) -> None:
         self.settings = limits = settings or H2ClientSettings()
-        self.streams: dict[int, H2ClientStream] = {}
+        super().__init__(client_side=True, local_settings=Settings(client=True, initial_values={
+            SettingCodes.ENABLE_PUSH: 0,
+            SettingCodes.INITIAL_WINDOW_SIZE: limits.stream_window,
+            SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list,
+        }), max_streams=limits.max_streams, stream_window=limits.stream_window)
         self.ready = False
         """The server's first SETTINGS arrived."""
         self.refusal: HandshakeRejected | None = None
         """Why no WebSocket can be opened on this connection (no RFC 8441, not HTTP/2,
         the connection ended)."""
-        self.ended = False
-        self.end_code: int | None = None
-        self.end_reason = ""
         self.remote_settings: dict[str, int] = {}
         """The server's SETTINGS as received, by name (``ENABLE_CONNECT_PROTOCOL``...)."""
         self.last_request: list[tuple[str, str]] = []
@@ -327,18 +295,6 @@ class H2ClientSession:
         """The last stream id of the server's graceful GOAWAY, once it came."""
         self._filter = GoawayFilter()
         self._first = True
-        self._sending: dict[int, H2ClientStream] = {}
-        config = H2Configuration(client_side=True, header_encoding=None,
-                                 validate_inbound_headers=True)
-        self._conn = conn = H2Connection(config=config)
-        conn.local_settings = Settings(client=True, initial_values={
-            SettingCodes.ENABLE_PUSH: 0,
-            SettingCodes.INITIAL_WINDOW_SIZE: limits.stream_window,
-            SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list,
-        })
-        conn.initiate_connection()
-        extra = limits.max_streams * limits.stream_window
-        conn.increment_flow_control_window(min(extra, 2**31 - 1 - 65535))
 
     # -- opening a WebSocket ------------------------------------------------------------
 
@@ -413,9 +369,9 @@ class H2ClientSession:
             h2_events = self._conn.receive_data(data) if data else []
         except ProtocolError as exc:
             if not self.ready:
-                return self._refuse(f"not an HTTP/2 server: {_reason(exc)}")
+                return self._refuse(f"not an HTTP/2 server: {error_reason(exc)}")
             return self._ended(int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)),
-                               _reason(exc))
+                               error_reason(exc))
         events: list[H2ClientEvent] = []
         for event in h2_events:
             self._on_event(event, events)
@@ -437,7 +393,7 @@ class H2ClientSession:
             events.extend(self._refuse(f"{text}, before its SETTINGS"))
             return
         if code != ErrorCodes.NO_ERROR:
-            events.extend(self._ended(code, text))
+            self._end(code, text, events)
             return
         if self.going_away is None or last < self.going_away:
             self.going_away = last
@@ -466,8 +422,7 @@ class H2ClientSession:
                 if not stream.answered and stream.status is not None:
                     stream.answered = True
                     events.append(ResponseReceived(stream))
-                events.append(StreamEnded(stream))
-                self._maybe_forget(stream)
+                self._peer_ended(stream, events)
         elif isinstance(event, h2e.StreamReset):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
@@ -479,8 +434,8 @@ class H2ClientSession:
         elif isinstance(event, h2e.ConnectionTerminated):
             code = int(event.error_code or 0)
             reason = (event.additional_data or b"").decode("utf-8", "replace")
-            events.extend(self._ended(code, f"the server sent GOAWAY {_code_name(code)}"
-                                      + (f": {reason}" if reason else "")))
+            self._end(code, f"the server sent GOAWAY {_code_name(code)}"
+                      + (f": {reason}" if reason else ""), events)
         elif isinstance(event, h2e.TrailersReceived):
             self._reset(event.stream_id or 0, ErrorCodes.PROTOCOL_ERROR, events)
 
@@ -504,7 +459,7 @@ class H2ClientSession:
         fields: list[tuple[str, str]] = []
         status = 0
         for name, value in event.headers or ():
-            name_s, value_s = _text(name), _text(value)
+            name_s, value_s = field_text(name), field_text(value)
             if name_s == ":status":
                 status = int(value_s) if value_s.isdigit() else 0
             elif not name_s.startswith(":"):
@@ -544,8 +499,7 @@ class H2ClientSession:
         stream = self.streams.get(sid)
         if stream is None or stream.stage is not Stage.OPEN:
             if flow:  # nobody reads it: the window goes back at once
-                with contextlib.suppress(ProtocolError, StreamClosedError):
-                    self._conn.acknowledge_received_data(flow, sid)
+                self._acknowledge(flow, sid)
             if stream is not None and stream.stage is Stage.REFUSED and not stream.answered:
                 stream.body += data[:BODY_LIMIT - len(stream.body)]
                 if len(stream.body) >= BODY_LIMIT:
@@ -555,66 +509,18 @@ class H2ClientSession:
             elif stream is not None and stream.stage is Stage.WAITING and data:
                 self._reset(sid, ErrorCodes.PROTOCOL_ERROR, events)  # data before the answer
             return
-        if flow > len(data):  # padding is nobody's to read
-            self._conn.acknowledge_received_data(flow - len(data), sid)
-        if data:
-            stream.inbox += data
-            events.append(DataArrived(stream))
+        self._arrived(stream, data, flow, events)
 
     def _refuse(self, reason: str) -> list[H2ClientEvent]:
         self.refusal = HandshakeRejected(0, reason)
         return self._ended(int(ErrorCodes.PROTOCOL_ERROR), reason)
 
     def _ended(self, code: int, reason: str) -> list[H2ClientEvent]:
-        if self.ended:
-            return []
-        self.ended = True
-        self.end_code, self.end_reason = code, reason
         events: list[H2ClientEvent] = []
-        for stream in list(self.streams.values()):
-            if not stream.answered and stream.status is not None:
-                stream.answered = True
-                events.append(ResponseReceived(stream))
-            self._drop(stream, int(ErrorCodes.CANCEL), events)
-        events.append(SessionEnded(code, reason))
+        self._end(code, reason, events)
         return events
 
-    # -- taking what arrived ------------------------------------------------------------
-
-    def take(self, stream: H2ClientStream, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of the stream's inbox; the window is handed back for them."""
-        inbox = stream.inbox
-        data = bytes(inbox[:max_bytes])
-        del inbox[:max_bytes]
-        if data and not self.ended and stream.reset_code is None:
-            with contextlib.suppress(ProtocolError, StreamClosedError):
-                self._conn.acknowledge_received_data(len(data), stream.stream_id)
-        return data
-
-    # -- bytes out ----------------------------------------------------------------------
-
-    def send(self, stream: H2ClientStream, data: bytes | bytearray | memoryview = b"",
-             *, end: bool = False) -> None:
-        """Queue bytes for the stream's DATA frames (and END_STREAM after them)."""
-        if not stream.alive or stream.end_queued or self.ended:
-            raise StreamClosedError(stream.stream_id)
-        if data:
-            stream.outbox += data
-        if end:
-            stream.end_queued = True
-        self._sending[stream.stream_id] = stream
-        self._pump([])
-
-    def pending(self, stream: H2ClientStream) -> int:
-        """Bytes queued on the stream that flow control has not let go yet."""
-        return len(stream.outbox)
-
-    def reset(self, stream: H2ClientStream, code: int = ErrorCodes.CANCEL) -> None:
-        """End the stream with RST_STREAM, unless it is closed both ways already."""
-        if (stream.end_sent and stream.ended) or stream.reset_code is not None or self.ended:
-            self._forget(stream)
-            return
-        self._reset(stream.stream_id, code, [])
+    # -- the connection -----------------------------------------------------------------
 
     def close(self, code: int = ErrorCodes.NO_ERROR, reason: str = "") -> None:
         """End the connection with GOAWAY."""
@@ -626,68 +532,14 @@ class H2ClientSession:
     def data_to_send(self) -> bytes:
         return self._conn.data_to_send()
 
-    def _pump(self, events: list[H2ClientEvent]) -> None:
-        """Send queued bytes as far as the windows allow, in queueing order."""
-        if self.ended or not self._sending:
-            return
-        conn = self._conn
-        sent_any = False
-        for sid, stream in list(self._sending.items()):
-            if not stream.alive:
-                del self._sending[sid]
-                continue
-            out = stream.outbox
-            while out:
-                room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-                if room <= 0:
-                    break
-                chunk = bytes(out[:room])
-                del out[:room]
-                conn.send_data(sid, chunk, end_stream=stream.end_queued and not out)
-                sent_any = True
-                if not out and stream.end_queued:
-                    stream.end_sent = True
-            if not out:
-                if stream.end_queued and not stream.end_sent:
-                    conn.end_stream(sid)
-                    stream.end_sent = True
-                del self._sending[sid]
-                self._maybe_forget(stream)
-        if sent_any:
-            events.append(WindowOpened())
-
-    def _reset(self, sid: int, code: int, events: list[H2ClientEvent]) -> None:
-        with contextlib.suppress(ProtocolError, StreamClosedError):
-            self._conn.reset_stream(sid, code)
-        stream = self.streams.get(sid)
-        if stream is not None:
-            self._drop(stream, code, events)
-
-    def _drop(self, stream: H2ClientStream, code: int, events: list[H2ClientEvent]) -> None:
-        """The stream is gone: nothing more goes out; what arrived is kept for its reader."""
-        if stream.reset_code is None:
-            stream.reset_code = code
+    def _dropping(self, stream: H2ClientStream,
+                  events: EventSink[H2ClientStream, H2ClientEvent]) -> None:
+        """A stream dropped before its answer was complete is answered as it stands."""
         if not stream.answered:
             stream.answered = True
             if stream.status is None:
                 stream.stage = Stage.REFUSED
             events.append(ResponseReceived(stream))
-        stream.outbox.clear()
-        self._sending.pop(stream.stream_id, None)
-        self.streams.pop(stream.stream_id, None)
-        events.append(StreamReset(stream, code))
-
-    def _maybe_forget(self, stream: H2ClientStream) -> None:
-        if stream.end_sent and stream.ended:
-            self._forget(stream)
-
-    def _forget(self, stream: H2ClientStream) -> None:
-        self.streams.pop(stream.stream_id, None)
-        self._sending.pop(stream.stream_id, None)
-
-
-def _text(field: bytes | str) -> str:
-    return field if isinstance(field, str) else field.decode("latin-1")
 
 
 def _setting_name(code: int) -> str:
@@ -704,7 +556,3 @@ def _code_name(code: int | None) -> str:
         return ErrorCodes(code).name
     except ValueError:
         return str(code)
-
-
-def _reason(exc: Exception) -> str:
-    return (str(exc) or type(exc).__name__)[:200]
