@@ -10,10 +10,20 @@ runs the handler over a :class:`Connection` whose transport is the stream
 DATA frames: the framer, the queues, keepalive, close and every limit are the ones
 every other generation uses.
 
-Writes: whichever task has bytes for the wire writes everything the session has
-queued; a task that finds a write in progress leaves its bytes to it, and a stream's
-``send_all`` returns only once its bytes went out (flow control allowing) and no write
-is pending, so a client that stops reading stops its writers instead of filling memory.
+Writes go out in bursts, as over HTTP/1.1. A stream's transport is synchronous
+(:class:`StreamIO` is a :class:`~wscompat.trio.transport.DirectStream`): its
+``try_send`` queues bytes into the session at once, as a socket's kernel buffer would
+take them, and wakes the connection's writer (:class:`_Writer`), which runs at the next
+scheduler pass and writes everything the session holds in one write. Every send of a
+burst thus lands in the session's buffer, and the burst leaves as one write, not a
+syscall per message. The writer is the connection's :class:`Flusher` too, so a burst
+of replies is handed to the session as one DATA frame. ``try_send`` takes bytes only
+while the stream's share is under ``write_limit``: its bytes held back by flow control
+(its window alone: a stream whose window is closed holds back only itself) plus the
+connection's bytes not yet written (a client that stops reading TCP stops every
+writer). Past that, a sender waits in ``wait_writable``, as it would for a socket.
+Whichever task has bytes for the wire writes everything the session has queued; a
+task that finds a write in progress leaves its bytes to it.
 
 Shutdown: the read loop runs shielded, because the streams' closing handshakes need it
 to read the answers. When the server is cancelled it sends a graceful GOAWAY, and the
@@ -47,6 +57,7 @@ from wscompat.protocol.http2 import (
     StreamEnded,
     StreamReset,
 )
+from wscompat.trio.connection import Flusher
 from wscompat.trio.serving import (
     REJECT_LINGER,
     Handler,
@@ -60,7 +71,7 @@ from wscompat.trio.serving import (
     start_connection,
 )
 from wscompat.trio.streams import fmt_remote
-from wscompat.trio.transport import Transport
+from wscompat.trio.transport import DirectStream, Transport
 
 __all__ = ["StreamIO", "serve_http2"]
 
@@ -69,9 +80,9 @@ FLUSH_TIMEOUT = 1.0
 """Seconds a last write (a reset, a GOAWAY) may take when the peer does not read."""
 
 
-class StreamIO(trio.abc.HalfCloseableStream):
+class StreamIO(DirectStream):
     """One HTTP/2 stream as a trio byte stream: what the session received for it, and
-    DATA frames for what is sent."""
+    DATA frames for what is sent; with a synchronous path into the session."""
 
     def __init__(self, mux: _Mux, stream: H2ServerStream) -> None:
         self._mux = mux
@@ -86,6 +97,41 @@ class StreamIO(trio.abc.HalfCloseableStream):
     def wake(self) -> None:
         self._readable.unpark_all()
         self._writable.unpark_all()
+        self._mux.room.unpark_all()
+
+    def try_send(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue what the stream's share of ``write_limit`` has room for into the
+        session, for the writer's next pass; 0 when there is none."""
+        stream, mux = self._stream, self._mux
+        if self._closed:
+            raise trio.ClosedResourceError("the stream is closed")
+        if not stream.alive or stream.end_queued:
+            raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+        session = mux.session
+        held = session.pending(stream)
+        room = mux.write_limit - held - mux.unwritten()
+        if room <= 0 or not data:
+            return 0
+        if len(data) > room:
+            data = memoryview(data)[:room]
+        taken = len(data)
+        session.send(stream, data)
+        # What flow control let through is in the session's buffer now, to be written.
+        mux.buffered += taken - (session.pending(stream) - held)
+        mux.writer.want()
+        return taken
+
+    async def wait_writable(self) -> None:
+        stream, mux = self._stream, self._mux
+        while (not self._closed and stream.alive and not stream.end_queued
+               and mux.write_limit - mux.session.pending(stream) - mux.unwritten() <= 0):
+            await mux.room.park()
+
+    async def wait_readable(self) -> None:
+        stream, session = self._stream, self._mux.session
+        while not (self._closed or stream.inbox or stream.ended
+                   or stream.reset_code is not None or session.ended):
+            await self._readable.park()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         stream, session = self._stream, self._mux.session
@@ -161,6 +207,43 @@ def _code(code: int | None) -> str:
         return str(code)
 
 
+class _Writer(Flusher):
+    """The connection's writer: at each scheduler pass after something was queued, the
+    streams' bursts are handed to the session (as the server's Flusher hands a plain
+    connection's to its socket), then everything the session holds is written at once.
+    Shielded, so that the streams' closing handshakes still go out while the server
+    shuts down; it ends once every stream task has."""
+
+    def __init__(self, mux: _Mux, nursery: trio.Nursery) -> None:
+        super().__init__(nursery)
+        self._mux = mux
+        self.wanted = False
+        self.scope = trio.CancelScope(shield=True)
+
+    def want(self) -> None:
+        """The session has bytes to write: write them at the next pass."""
+        if not self.wanted:
+            self.wanted = True
+            self._parked.wake()
+
+    async def run(self) -> None:
+        mux = self._mux
+        with self.scope:
+            while True:
+                if not self._dirty and not self.wanted:
+                    await self._parked.wait()
+                dirty, self._dirty = self._dirty, []
+                self._flush_all(dirty)
+                del dirty
+                self.wanted = False
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await mux.flush()
+                if mux.writing:
+                    # Another task's write is under way and takes what is queued; wait
+                    # for it rather than spin on ``wanted``.
+                    await mux.wait_written()
+
+
 class _Mux:
     """The shared state of one HTTP/2 connection's tasks."""
 
@@ -172,6 +255,17 @@ class _Mux:
         self.remote = remote
         self.handler = handler
         self.read_size = server.options.read_size
+        self.write_limit = server.io.write_limit
+        self.buffered = 0
+        """Bytes the streams queued that flow control let into the session's buffer
+        since the last write took it (frame headers not counted)."""
+        self.in_flight = 0
+        """Bytes of the write in progress."""
+        self.room = trio.lowlevel.ParkingLot()
+        """Senders waiting for room: woken after each write, as windows open, and as
+        streams end."""
+        self.writer: _Writer
+        """Made with the connection's nursery, in :func:`serve_http2`."""
         self.ios: dict[int, StreamIO] = {}
         self.tasks = 0
         """Stream tasks still running."""
@@ -180,7 +274,6 @@ class _Mux:
         self.nursery: trio.Nursery | None = None
         self.read_scope: trio.CancelScope | None = None
         self.stopping = False
-        self._flush_pending = False
         self._received = trio.lowlevel.ParkingLot()
         """Woken after every read the session took."""
         self.keepalive_scope = trio.CancelScope()
@@ -194,15 +287,26 @@ class _Mux:
         try:
             while True:
                 out = self.session.data_to_send()
+                self.buffered = 0
                 if not out:
                     break
+                self.in_flight = len(out)
                 await self.transport.send_all(out)
+                self.in_flight = 0
+                self.room.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._lost()
             raise
         finally:
             self.writing = False
+            self.in_flight = 0
             self._written.unpark_all()
+            self.room.unpark_all()
+
+    def unwritten(self) -> int:
+        """Bytes in the session's buffer or being written: what every stream waits
+        behind."""
+        return self.buffered + self.in_flight
 
     async def flush_quietly(self) -> None:
         """Flush even in a cancelled scope (bounded), ignoring a transport that broke."""
@@ -212,16 +316,9 @@ class _Mux:
                 await self.flush()
 
     def flush_soon(self) -> None:
-        """Have the window updates a read produced written, without waiting here."""
-        if self._flush_pending or self.nursery is None:
-            return
-        self._flush_pending = True
-        self.nursery.start_soon(self._flush_later)
-
-    async def _flush_later(self) -> None:
-        self._flush_pending = False
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.flush()
+        """Have what the session queued (window updates, a PING) written at the
+        writer's next pass, without waiting here."""
+        self.writer.want()
 
     async def wait_written(self) -> None:
         await self._written.park()
@@ -250,6 +347,7 @@ class _Mux:
             else:  # WindowOpened
                 for io in self.ios.values():
                     io._writable.unpark_all()
+                self.room.unpark_all()
 
     def _on_request(self, stream: H2ServerStream) -> None:
         server = self.server
@@ -286,7 +384,8 @@ class _Mux:
                                       timed_out=deadline.cancelled_caught)
                 return
             ws, watchers = start_connection(server, transport, stream, remote=self.remote,
-                                      nursery=self.nursery, flusher=None, recorder=None)
+                                            nursery=self.nursery, flusher=self.writer,
+                                            recorder=None)
             ws.http_version = "2"
             if contexts:
                 ws.context = contexts[-1]
@@ -408,25 +507,34 @@ async def serve_http2(server: Server, transport: Transport, remote: tuple[str, i
     options = server.options
     session = H2ServerSession(options.settings, options.h2_settings, secure=secure)
     mux = _Mux(server, transport, session, remote=remote, handler=handler)
-    async with trio.open_nursery() as nursery:
-        mux.nursery = nursery
-        watcher = await nursery.start(mux.watch_shutdown)
-        if options.ping_interval is not None:
-            nursery.start_soon(mux.keepalive, options.ping_interval, options.ping_timeout)
+    async with trio.open_nursery() as outer:
+        # The writer outlives the streams' tasks, whose closing handshakes it writes.
+        mux.writer = _Writer(mux, outer)
+        outer.start_soon(mux.writer.run)
         try:
-            with trio.CancelScope(shield=True) as mux.read_scope:
-                mux.read_scope.deadline = trio.current_time() + options.handshake_timeout
-                if server.state is not State.SERVING:
-                    mux.stop()
+            async with trio.open_nursery() as nursery:
+                mux.nursery = nursery
+                watcher = await nursery.start(mux.watch_shutdown)
+                if options.ping_interval is not None:
+                    nursery.start_soon(mux.keepalive, options.ping_interval,
+                                       options.ping_timeout)
                 try:
-                    await mux.run(buffered)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    logger.info("%s HTTP/2 connection lost: %s", fmt_remote(remote),
-                                exc.__cause__ or exc)
+                    with trio.CancelScope(shield=True) as mux.read_scope:
+                        mux.read_scope.deadline = (trio.current_time()
+                                                   + options.handshake_timeout)
+                        if server.state is not State.SERVING:
+                            mux.stop()
+                        try:
+                            await mux.run(buffered)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                            logger.info("%s HTTP/2 connection lost: %s", fmt_remote(remote),
+                                        exc.__cause__ or exc)
+                finally:
+                    watcher.cancel()
+                    mux.keepalive_scope.cancel()
+                    if not session.ended:
+                        session.terminate(int(ErrorCodes.NO_ERROR), "")
+                    mux.dispatch([SessionEnded(0, "")])
+                    await mux.finish()
         finally:
-            watcher.cancel()
-            mux.keepalive_scope.cancel()
-            if not session.ended:
-                session.terminate(int(ErrorCodes.NO_ERROR), "")
-            mux.dispatch([SessionEnded(0, "")])
-            await mux.finish()
+            mux.writer.scope.cancel()

@@ -9,7 +9,10 @@ lets a connection answer a burst of messages with one write. Any other stream (T
 the recorder's wrapper, memory streams in tests) goes through trio's ``Stream`` API,
 and ``try_send`` / ``try_receive`` simply report that they cannot help. A bare socket
 gets its ``trio.SocketStream`` only when something asks for :attr:`Transport.stream`
-(TLS and the recorder do); a plain connection never pays for one.
+(TLS and the recorder do); a plain connection never pays for one. A
+:class:`DirectStream` (an HTTP/2 stream, whose session takes bytes into its buffer
+without a wait) offers the same synchronous path, and the transport hands it
+``try_send``, ``wait_writable`` and ``wait_readable``.
 
 All closing goes through :meth:`Transport.aclose`, which forgets the descriptor first:
 a descriptor number is reused by the kernel as soon as it is closed, so nothing may
@@ -18,6 +21,7 @@ touch it afterwards.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import socket
@@ -25,24 +29,46 @@ from collections.abc import Awaitable
 
 import trio
 
-__all__ = ["Transport"]
+__all__ = ["DirectStream", "Transport"]
 
 IOV_MAX = 1024
 """Buffers per ``writev`` (POSIX guarantees at least 16; Linux allows 1024)."""
 
 
+class DirectStream(trio.abc.HalfCloseableStream):
+    """A stream with a synchronous write path of its own, as a socket has: bytes are
+    taken at once as far as there is room, and a writer waits for room only when
+    there is none."""
+
+    @abc.abstractmethod
+    def try_send(self, data: bytes | bytearray | memoryview) -> int:
+        """Take what there is room for now; the count taken (0: wait_writable first).
+        BrokenResourceError once the stream can carry nothing more."""
+
+    @abc.abstractmethod
+    def wait_writable(self) -> Awaitable[None]:
+        """Wait until :meth:`try_send` may take something (or would raise)."""
+
+    @abc.abstractmethod
+    def wait_readable(self) -> Awaitable[None]:
+        """Wait until ``receive_some`` would not wait."""
+
+
 class Transport:
-    __slots__ = ("_closed", "_fd", "_sock", "_stream")
+    __slots__ = ("_closed", "_direct", "_fd", "_sock", "_stream")
 
     def __init__(self, stream: trio.abc.Stream | socket.socket) -> None:
         self._sock: socket.socket | None = None
         self._stream: trio.abc.Stream | None = None
+        self._direct: DirectStream | None = None
         if isinstance(stream, socket.socket):
             self._sock = stream
             self._fd = stream.fileno()
         else:
             self._stream = stream
             self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+            if isinstance(stream, DirectStream):
+                self._direct = stream
         self._closed = False
 
     @property
@@ -56,7 +82,7 @@ class Transport:
     @property
     def sync(self) -> bool:
         """Reads and writes that need no wait can be done without awaiting."""
-        return self._fd >= 0
+        return self._fd >= 0 or self._direct is not None
 
     @property
     def secure(self) -> bool:
@@ -87,7 +113,10 @@ class Transport:
     def wait_readable(self) -> Awaitable[None]:
         """Wait until a read would not block (sync transports only). A plain function
         returning trio's awaitable: a parked reader holds no frame of ours for it."""
-        return trio.lowlevel.wait_readable(self._check())
+        fd = self._check()
+        if fd < 0 and self._direct is not None:
+            return self._direct.wait_readable()
+        return trio.lowlevel.wait_readable(fd)
 
     async def receive(self, max_bytes: int) -> bytes:
         """The next bytes, ``b""`` at EOF."""
@@ -106,7 +135,7 @@ class Transport:
         """Write what the kernel takes now; the count written (0 without a sync path)."""
         fd = self._check()
         if fd < 0:
-            return 0
+            return 0 if self._direct is None else self._direct.try_send(data)
         try:
             return os.write(fd, data)
         except BlockingIOError:
@@ -119,7 +148,7 @@ class Transport:
         join (at most ``IOV_MAX`` of them per call)."""
         fd = self._check()
         if fd < 0:
-            return 0
+            return 0 if self._direct is None else self._direct_sendv(chunks)
         try:
             return os.writev(fd, chunks if len(chunks) <= IOV_MAX else chunks[:IOV_MAX])
         except BlockingIOError:
@@ -127,9 +156,22 @@ class Transport:
         except OSError as exc:
             raise trio.BrokenResourceError(f"write failed: {exc}") from exc
 
+    def _direct_sendv(self, chunks: list[bytes]) -> int:
+        assert self._direct is not None
+        written = 0
+        for chunk in chunks:
+            taken = self._direct.try_send(chunk)
+            written += taken
+            if taken < len(chunk):
+                break
+        return written
+
     def wait_writable(self) -> Awaitable[None]:
         """Wait until a write would not block (sync transports only)."""
-        return trio.lowlevel.wait_writable(self._check())
+        fd = self._check()
+        if fd < 0 and self._direct is not None:
+            return self._direct.wait_writable()
+        return trio.lowlevel.wait_writable(fd)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         fd = self._check()
