@@ -10,6 +10,7 @@ the client writes nothing but the burst itself: it hands no window back
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ from wscompat.trio.connection import FAIR_RUN
 from ..conftest import Starter
 from ..framing_helpers import client_frame
 from .h2client import BIG_WINDOW, H2WebSocket, open_h2
+
+DEFAULT_WINDOW = 65535
+"""A stream's window before the client changes it (RFC 9113 §6.9.2)."""
 
 TEST_BOUND = 20.0
 """Seconds any one test may take: generous, for a loaded two-core machine."""
@@ -109,3 +113,55 @@ async def test_bursts_on_many_streams_leave_together(start_server: Starter) -> N
     # Each stream's handler runs in a pass of its own at worst; far below the
     # streams * burst writes of a write per message.
     assert 1 <= writes <= streams, writes
+
+
+async def test_a_stream_whose_window_stays_shut_holds_back_only_its_sender(
+    start_server: Starter,
+) -> None:
+    """The client never hands back the window of /hose (65,535 bytes), while the
+    connection's window is wide open. The handler of /hose sends 16 KiB messages without
+    end: its sends stop once the stream's window, its share of ``write_limit`` in the
+    session and its own ``write_limit`` are full, and /echo on the same connection
+    answers meanwhile. Once the client hands the window back, /hose goes on."""
+    sent = [0]
+
+    async def handler(ws: wscompat.Connection) -> None:
+        if ws.path == "/hose":
+            chunk = b"h" * 16384
+            with contextlib.suppress(wscompat.ConnectionClosed):
+                while True:
+                    await ws.send(chunk)
+                    sent[0] += len(chunk)
+        else:
+            await echo(ws)
+
+    server = await start_server(handler)
+    limit = server.options.write_limit
+    with trio.fail_after(TEST_BOUND):
+        async with open_h2(server.port) as client:
+            client.auto_ack = False  # no window handed back, on any stream
+            client.conn.increment_flow_control_window(BIG_WINDOW - DEFAULT_WINDOW)
+            await client.flush()
+            hose = await client.websocket("/hose")
+            other = await client.websocket("/echo")
+            stalled_at = -1
+            for n in range(1000):  # bounded: the hose must stall well before
+                await other.echo(f"still here {n}")
+                if n % 20 == 19:
+                    if sent[0] == stalled_at:
+                        break
+                    stalled_at = sent[0]
+                    await trio.sleep(0.2)
+            else:
+                raise AssertionError("the hose never stalled")
+            # Its window, its bytes held in the session, and its connection's own
+            # backlog, each at most a message over its bound.
+            bound = DEFAULT_WINDOW + 2 * limit + 3 * 16384
+            assert DEFAULT_WINDOW <= sent[0] <= bound, (sent[0], bound)
+            received = len(hose.side.data)
+            assert received <= DEFAULT_WINDOW
+            client.conn.acknowledge_received_data(received, hose.sid)
+            hose.side.data.clear()
+            await client.flush()
+            await client.wait_for(lambda: sent[0] > stalled_at + 16384)
+            await other.close()
