@@ -26,7 +26,7 @@ import os
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import trustme
 import wscompat
 
 from ..conftest import Starter
+from .echo_recorder import Echoed, EchoRecorder
 from .test_chromium import (
     BINARY,
     CHROMIUM_FLAGS,
@@ -55,8 +56,6 @@ TEST_TIMEOUT = 90.0
 """Everything a test does, Chromium's start-up included (a loaded machine is slow)."""
 STEP_TIMEOUT = 45.0
 """One DevTools step: Chromium's start, the page's load, or the script's run."""
-HANDLER_TIMEOUT = 10.0
-"""How long the server's handlers may take to return once the page is done."""
 
 # Evaluated in the page wscompat served; resolves to the report the test asserts on.
 # The texts and the binary pattern are those of test_chromium.py (TEXTS, BINARY).
@@ -138,7 +137,7 @@ SCRIPT = r"""
 
 
 @dataclass
-class Seen:
+class Seen(Echoed):
     """The server's view of one WebSocket."""
 
     path: str
@@ -148,50 +147,24 @@ class Seen:
     remote: tuple[str, int] | None
     origin: str | None
     extensions: str | None
-    messages: list[str | bytes] = field(default_factory=list)
-    close_code: int | None = None
-    close_reason: str | None = None
-    closed_by: str = ""
 
 
-class Recorder:
+class Recorder(EchoRecorder):
     """``/`` echoes the four messages and closes 4000 "bye"; others echo until the page
     closes."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: dict[str, Seen] = {}
-        self.ended = 0
-        """Handlers that returned."""
-        self._progress = trio.Event()
 
     async def handler(self, ws: wscompat.Connection) -> None:
         seen = Seen(ws.path, ws.http_version, ws.generation, ws.secure, ws.remote, ws.origin,
                     ws.extensions)
         self.seen[ws.path] = seen
-        try:
-            if ws.path == "/":
-                for _ in range(len(TEXTS) + 1):
-                    message = await ws.receive()
-                    seen.messages.append(message)
-                    await ws.send(message)
-                await ws.close(CLOSE_CODE, CLOSE_REASON)
-            else:
-                async for message in ws:
-                    seen.messages.append(message)
-                    await ws.send(message)
-        finally:
-            seen.close_code, seen.close_reason = ws.close_code, ws.close_reason
-            seen.closed_by = ws.stats.closed_by
-            self.ended += 1
-            self._progress.set()
-            self._progress = trio.Event()
-
-    async def wait_ended(self, count: int) -> None:
-        """Until ``count`` handlers have returned (a client may finish before the
-        server's side of its close has run)."""
-        with trio.fail_after(HANDLER_TIMEOUT):
-            while self.ended < count:
-                await self._progress.wait()
+        if ws.path == "/":
+            await self.echo(ws, seen, rounds=len(TEXTS) + 1, close=(CLOSE_CODE, CLOSE_REASON))
+        else:
+            await self.echo(ws, seen)
 
 
 class DevTools:

@@ -16,7 +16,7 @@ import logging
 import shutil
 import ssl
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,13 @@ import trustme
 import wscompat
 
 from ..conftest import Starter
+from .echo_recorder import HANDLER_TIMEOUT, Echoed, EchoRecorder
 
 pytestmark = pytest.mark.live
 
 CLIENT = Path(__file__).parents[1] / "peers" / "node" / "h2_client.js"
 CLIENT_TIMEOUT = 60.0
 """The whole client run; the client gives up after 30 s itself, with a report."""
-HANDLER_TIMEOUT = 10.0
-"""How long the server's handlers may take to return once the client is done."""
 
 # What h2_client.js sends on every WebSocket, in this order.
 TEXTS = ["Hello, wscompat over h2! ~ 0123456789", "中文字符 over h2", "😀🎉 over h2"]
@@ -43,7 +42,7 @@ PATHS = ["/one", "/two?room=2"]
 
 
 @dataclass
-class Seen:
+class Seen(Echoed):
     """The server's view of one WebSocket."""
 
     path: str
@@ -54,42 +53,20 @@ class Seen:
     remote: tuple[str, int] | None
     origin: str | None
     subprotocol: str | None
-    messages: list[str | bytes] = field(default_factory=list)
-    close_code: int | None = None
-    close_reason: str | None = None
-    closed_by: str = ""
 
 
-class Recorder:
+class Recorder(EchoRecorder):
     """An echo handler that notes what each WebSocket looked like from the server."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[Seen] = []
-        self.ended = 0
-        """Handlers that returned."""
-        self._progress = trio.Event()
 
     async def handler(self, ws: wscompat.Connection) -> None:
         seen = Seen(ws.path, ws.http_version, ws.generation, ws.draft, ws.secure, ws.remote,
                     ws.origin, ws.subprotocol)
         self.seen.append(seen)
-        try:
-            async for message in ws:
-                seen.messages.append(message)
-                await ws.send(message)
-        finally:
-            seen.close_code, seen.close_reason = ws.close_code, ws.close_reason
-            seen.closed_by = ws.stats.closed_by
-            self.ended += 1
-            self._progress.set()
-            self._progress = trio.Event()
-
-    async def wait_ended(self, count: int) -> None:
-        """Until ``count`` handlers have returned (a client may finish before the
-        server's side of its close has run)."""
-        with trio.fail_after(HANDLER_TIMEOUT):
-            while self.ended < count:
-                await self._progress.wait()
+        await self.echo(ws, seen)
 
 
 def closed_logs(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -159,24 +136,29 @@ def assert_one_h2_connection(seen: list[Seen], *, secure: bool) -> None:
     assert next(iter(remotes)) is not None
 
 
-async def test_node_h2_over_tls(start_server: Starter, tmp_path: Path) -> None:
-    context, ca_file = tls_server_context(tmp_path)
-    recorder = Recorder()
-    server = await start_server(recorder.handler, ssl_context=context)
-    args = ["--ca", str(ca_file)]
-    for path in PATHS:
-        args += ["--path", path]
-    report = await run_client(f"https://127.0.0.1:{server.port}", *args)
-
+async def run_both_paths(recorder: Recorder, url: str, *args: str) -> dict[str, Any]:
+    """h2_client.js on both ``PATHS`` at once: each end saw every echo and the close,
+    over one HTTP/2 connection (ALPN h2 for https, h2c with prior knowledge for http)."""
+    report = await run_client(url, *args, "--path", PATHS[0], "--path", PATHS[1])
     assert report["errors"] == [], report
-    assert report["alpn"] == "h2"
+    secure = url.startswith("https:")
+    assert report["alpn"] == ("h2" if secure else "h2c")
     assert report["enableConnectProtocol"] is True
     assert len(report["results"]) == 2
     for result, path in zip(report["results"], PATHS, strict=True):
         assert_echoed(result, path)
-        assert result["subprotocol"] is None
     await recorder.wait_ended(2)
-    assert_one_h2_connection(recorder.seen, secure=True)
+    assert_one_h2_connection(recorder.seen, secure=secure)
+    return report
+
+
+async def test_node_h2_over_tls(start_server: Starter, tmp_path: Path) -> None:
+    context, ca_file = tls_server_context(tmp_path)
+    recorder = Recorder()
+    server = await start_server(recorder.handler, ssl_context=context)
+    report = await run_both_paths(recorder, f"https://127.0.0.1:{server.port}",
+                                  "--ca", str(ca_file))
+    assert [result["subprotocol"] for result in report["results"]] == [None, None]
     assert [s.origin for s in recorder.seen] == [None, None]
 
 
@@ -186,18 +168,7 @@ async def test_node_h2_cleartext_prior_knowledge(
     caplog.set_level(logging.INFO, logger="wscompat.server")
     recorder = Recorder()
     server = await start_server(recorder.handler)
-    args: list[str] = []
-    for path in PATHS:
-        args += ["--path", path]
-    report = await run_client(f"http://127.0.0.1:{server.port}", *args)
-
-    assert report["errors"] == [], report
-    assert report["alpn"] == "h2c"
-    assert report["enableConnectProtocol"] is True
-    for result, path in zip(report["results"], PATHS, strict=True):
-        assert_echoed(result, path)
-    await recorder.wait_ended(2)
-    assert_one_h2_connection(recorder.seen, secure=False)
+    await run_both_paths(recorder, f"http://127.0.0.1:{server.port}")
 
     # Each WebSocket gets its log line, as over HTTP/1.1, timed from its own start.
     with trio.fail_after(HANDLER_TIMEOUT):
@@ -219,14 +190,8 @@ async def test_node_h2_subprotocol_and_origin(start_server: Starter, tmp_path: P
                                 subprotocols=["superchat"], origins=["https://app.example"])
     common = ["--ca", str(ca_file), "--protocol", "chat, superchat"]
     url = f"https://127.0.0.1:{server.port}"
-    report = await run_client(url, *common, "--origin", "https://app.example",
-                              "--path", PATHS[0], "--path", PATHS[1])
-    assert report["errors"] == [], report
-    for result, path in zip(report["results"], PATHS, strict=True):
-        assert_echoed(result, path)
-        assert result["subprotocol"] == "superchat"
-    await recorder.wait_ended(2)
-    assert_one_h2_connection(recorder.seen, secure=True)
+    report = await run_both_paths(recorder, url, *common, "--origin", "https://app.example")
+    assert [result["subprotocol"] for result in report["results"]] == ["superchat"] * 2
     assert [(s.origin, s.subprotocol) for s in recorder.seen] == [
         ("https://app.example", "superchat")
     ] * 2
