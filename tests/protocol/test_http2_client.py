@@ -14,11 +14,13 @@ from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame, SettingsFrame
 
 from wscompat.errors import HandshakeRejected
+from wscompat.protocol import http2, http2_client, http2_session
 from wscompat.protocol.http2_client import (
     DataArrived,
     GoawayFilter,
     GoingAway,
     H2ClientSession,
+    H2ClientStream,
     ResponseReceived,
     SessionEnded,
     StreamReset,
@@ -103,6 +105,14 @@ class Server:
             self.events += self.conn.receive_data(back)
             out = self.conn.data_to_send()
 
+    def websocket(self) -> tuple[H2ClientStream, list[object]]:
+        """A WebSocket the client opens and this server accepts (``:status 200``), and
+        the client's events for the answer."""
+        stream = self.session.connect("/", "example")
+        self.exchange()
+        self.conn.send_headers(stream.stream_id, [(":status", "200")])
+        return stream, self.exchange()
+
 
 def test_data_before_the_answer_ends_the_connection() -> None:
     """h2 takes DATA before the response head for a connection error: the session
@@ -124,10 +134,8 @@ def test_data_before_the_answer_ends_the_connection() -> None:
 def test_bytes_beyond_the_window_wait_for_window_updates() -> None:
     session = H2ClientSession()
     server = Server(session)
-    stream = session.connect("/", "example")
-    server.exchange()
-    server.conn.send_headers(stream.stream_id, [(":status", "200")])
-    assert any(isinstance(e, ResponseReceived) for e in server.exchange())
+    stream, events = server.websocket()
+    assert any(isinstance(e, ResponseReceived) for e in events)
     session.send(stream, b"x" * 100000, end=True)
     server.exchange()
     received = sum(len(e.data or b"") for e in server.events
@@ -147,10 +155,7 @@ def test_bytes_beyond_the_window_wait_for_window_updates() -> None:
 def test_the_window_goes_back_only_as_bytes_are_taken() -> None:
     session = H2ClientSession()
     server = Server(session)
-    stream = session.connect("/", "example")
-    server.exchange()
-    server.conn.send_headers(stream.stream_id, [(":status", "200")])
-    server.exchange()
+    stream, _ = server.websocket()
     window = server.conn.local_flow_control_window(stream.stream_id)
     server.conn.send_data(stream.stream_id, b"y" * 16000)
     events = server.exchange()
@@ -166,10 +171,8 @@ def test_the_window_goes_back_only_as_bytes_are_taken() -> None:
 def test_a_graceful_goaway_split_between_reads() -> None:
     session = H2ClientSession()
     server = Server(session)
-    first = session.connect("/", "example")
-    second = session.connect("/", "example")
-    server.exchange()
-    server.conn.send_headers(first.stream_id, [(":status", "200")])
+    first, _ = server.websocket()
+    second = session.connect("/", "example")  # not answered yet
     server.exchange()
     goaway = GoAwayFrame(0, last_stream_id=first.stream_id, error_code=0,
                          additional_data=b"maintenance").serialize()
@@ -190,10 +193,7 @@ def test_a_graceful_goaway_split_between_reads() -> None:
 def test_a_goaway_with_an_error_ends_every_stream() -> None:
     session = H2ClientSession()
     server = Server(session)
-    stream = session.connect("/", "example")
-    server.exchange()
-    server.conn.send_headers(stream.stream_id, [(":status", "200")])
-    server.exchange()
+    stream, _ = server.websocket()
     server.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, b"calm down")
     events = server.exchange()
     ended = [e for e in events if isinstance(e, SessionEnded)]
@@ -208,3 +208,11 @@ def test_settings_without_extended_connect_refuse_every_websocket() -> None:
     assert session.ready
     with pytest.raises(HandshakeRejected, match="RFC 8441"):
         session.connect("/", "example")
+
+
+def test_both_sides_raise_the_same_stream_events() -> None:
+    """The events about a stream's bytes are one set of classes, whichever side raises
+    them, importable from either side's module."""
+    for name in ("DataArrived", "StreamEnded", "StreamReset", "WindowOpened", "SessionEnded"):
+        shared = getattr(http2_session, name)
+        assert getattr(http2, name) is shared and getattr(http2_client, name) is shared

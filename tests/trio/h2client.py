@@ -36,6 +36,7 @@ from h2.settings import SettingCodes
 from hpack import Encoder
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, SettingsFrame
 
+import wscompat
 from wscompat.protocol.framing import Closed, Event, HybiFramer, Message, Pong, State
 
 HOST = "127.0.0.1"
@@ -326,6 +327,31 @@ async def open_stalled(port: int, path: str) -> trio.abc.Stream:
         + raw_frame(0x8, 0, 0, (window - 65535).to_bytes(4, "big"))
         + raw_frame(0x1, 0x4, 1, block))
     return stream
+
+
+class Firehose:
+    """The server's side of :func:`open_stalled`: a handler that sends 64 KiB messages on
+    ``/firehose`` without end, until the connection is lost, and echoes on every other
+    path."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        """Bytes the firehose's sends took."""
+        self.freed = trio.Event()
+        """The firehose's handler returned."""
+
+    async def handler(self, ws: wscompat.Connection) -> None:
+        if ws.path != "/firehose":
+            async for message in ws:
+                await ws.send(message)
+            return
+        try:
+            with contextlib.suppress(wscompat.ConnectionClosed):
+                while True:
+                    await ws.send(b"f" * 65536)
+                    self.sent += 65536
+        finally:
+            self.freed.set()
 
 
 async def open_stream(port: int, *, ssl_context: ssl.SSLContext | None = None,

@@ -31,6 +31,7 @@ from ..rawclient import read_to_eof
 from .h2client import (
     HOST,
     PREFACE,
+    Firehose,
     H2WebSocket,
     alpn_context,
     open_h2,
@@ -355,35 +356,20 @@ async def test_a_client_that_reads_nothing_is_let_go_by_the_keepalive(
     PING goes unacknowledged, and within ``ping_interval + ping_timeout`` (and the
     bounded wait for the GOAWAY) the connection is closed and the handler freed. A
     client that reads, on another connection, is kept all along."""
-    sent = {"/firehose": 0}
-    freed = trio.Event()
-
-    async def handler(ws: wscompat.Connection) -> None:
-        if ws.path != "/firehose":
-            async for message in ws:
-                await ws.send(message)
-            return
-        try:
-            with contextlib.suppress(wscompat.ConnectionClosed):
-                while True:
-                    await ws.send(b"f" * 65536)
-                    sent["/firehose"] += 65536
-        finally:
-            freed.set()
-
+    firehose = Firehose()
     caplog.set_level(logging.INFO, logger="wscompat.server")
-    server = await start_server(handler, ping_interval=1.0, ping_timeout=2.0)
+    server = await start_server(firehose.handler, ping_interval=1.0, ping_timeout=2.0)
     tasks = task_count()
     async with open_h2(server.port) as good:
         ws = await good.websocket("/good")
         stalled = await open_stalled(server.port, "/firehose")
         with trio.fail_after(SETTLE):
             n = 0
-            while not freed.is_set():  # the good client answers pings as it echoes
+            while not firehose.freed.is_set():  # the good client answers pings as it echoes
                 await ws.echo(f"still here {n}")
                 n += 1
                 await trio.sleep(0.2)
-        assert sent["/firehose"] > 0
+        assert firehose.sent > 0
         assert any("HTTP/2 keepalive ping timed out" in r.getMessage() for r in caplog.records)
         await wait_until(lambda: server.active == 2)  # the good connection and its stream
         for m in range(5):

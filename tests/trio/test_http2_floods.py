@@ -37,6 +37,7 @@ from ..conftest import Starter
 from .h2client import (
     HOST,
     PREFACE,
+    Firehose,
     GoAway,
     H2Client,
     H2WebSocket,
@@ -371,38 +372,23 @@ async def test_a_flood_from_a_client_that_does_not_read_is_cut_off(
     ends the session: the GOAWAY cannot be written, and the connection is closed after
     a bounded wait rather than kept with its stream's task as long as the client likes;
     good clients are served throughout."""
-    sent = {"/firehose": 0}
-    done = trio.Event()
-
-    async def handler(ws: wscompat.Connection) -> None:
-        if ws.path != "/firehose":
-            async for message in ws:
-                await ws.send(message)
-            return
-        try:
-            with contextlib.suppress(wscompat.ConnectionClosed):
-                while True:
-                    await ws.send(b"f" * 65536)
-                    sent["/firehose"] += 65536
-        finally:
-            done.set()
-
-    server = await start_server(handler)
+    firehose = Firehose()
+    server = await start_server(firehose.handler)
     async with connect(f"ws://{HOST}:{server.port}/good-http1") as http1, \
             open_h2(server.port) as h2:
         good = GoodClients(http1, h2, await h2.websocket("/good-h2"))
         client = await open_stalled(server.port, "/firehose")
         with trio.fail_after(SETTLE):
             before = -1
-            while sent["/firehose"] in (0, before):  # until the writes are blocked
-                before = sent["/firehose"]
+            while firehose.sent in (0, before):  # until the writes are blocked
+                before = firehose.sent
                 await trio.sleep(0.3)
-                if sent["/firehose"] == before and before:
+                if firehose.sent == before and before:
                     break
             await good.round("while the firehose is blocked")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(flood_quietly, client, PING_FRAME * 20000)
-                await done.wait()  # the handler's blocked send was let go
+                await firehose.freed.wait()  # the handler's blocked send was let go
         await settle(server, baseline=None)
         for n in range(3):
             await good.round(f"after {n}")
