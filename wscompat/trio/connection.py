@@ -689,14 +689,20 @@ class Connection(RequestView):
         return data or None
 
     async def _read_closing(self, size: int) -> None:
-        """The closing handshake is under way: read its end, for at most
-        ``close_timeout``. A peer that has not ended the connection by then (a server
-        that answered the close but keeps TCP open, where the client must wait for it
-        to close first) is taken as having ended it: the connection closes with the
-        code the handshake gave, and the reader leaves at once."""
+        """The closing handshake is under way: read its end. When close() started it,
+        close() bounds it; otherwise (the framer failed the connection, or answered the
+        peer's close) for at most ``close_timeout``. A peer that has not ended the
+        connection by then (a server that answered the close but keeps TCP open, where
+        the client must wait for it to close first) is taken as having ended it: the
+        connection closes with the code the handshake gave, and the reader leaves at
+        once."""
+        if self._discard:
+            # close() is running: it bounds the handshake itself and decides how it
+            # ended; a second timer here would race it.
+            await self._read_until_closed()
+            return
         with trio.move_on_after(self._settings.close_timeout):
-            while not self.closed and await self._read(size):
-                pass
+            await self._read_until_closed()
         if not self.closed:
             self._gave_up = True
             self._proto.receive_eof()
