@@ -56,6 +56,7 @@ from wscompat.protocol.http2_session import (
     StreamEnded,
     StreamReset,
     WindowOpened,
+    error_code_name,
     error_reason,
     field_text,
 )
@@ -257,7 +258,7 @@ class H2ClientStream(H2Stream):
             except ValueError:
                 text = "refused"
         if self.status is None:
-            text = (f"stream reset ({_code_name(self.reset_code)}) before an answer"
+            text = (f"stream reset ({error_code_name(self.reset_code)}) before an answer"
                     if self.reset_code is not None else "no answer")
         extra = tuple((name, value) for name, value in self.response_headers
                       if name.lower() in ("sec-websocket-version", "allow", "retry-after"))
@@ -388,7 +389,7 @@ class H2ClientSession(H2Session[H2ClientStream, H2ClientEvent]):
         """A GOAWAY: graceful (NO_ERROR), new streams are refused and those the server
         took go on; else the connection is over."""
         reason = debug.decode("utf-8", "replace")
-        text = f"the server sent GOAWAY {_code_name(code)}" + (f": {reason}" if reason else "")
+        text = f"the server sent GOAWAY {error_code_name(code)}" + (f": {reason}" if reason else "")
         if not self.ready:
             events.extend(self._refuse(f"{text}, before its SETTINGS"))
             return
@@ -434,7 +435,7 @@ class H2ClientSession(H2Session[H2ClientStream, H2ClientEvent]):
         elif isinstance(event, h2e.ConnectionTerminated):
             code = int(event.error_code or 0)
             reason = (event.additional_data or b"").decode("utf-8", "replace")
-            self._end(code, f"the server sent GOAWAY {_code_name(code)}"
+            self._end(code, f"the server sent GOAWAY {error_code_name(code)}"
                       + (f": {reason}" if reason else ""), events)
         elif isinstance(event, h2e.TrailersReceived):
             self._reset(event.stream_id or 0, ErrorCodes.PROTOCOL_ERROR, events)
@@ -545,14 +546,5 @@ class H2ClientSession(H2Session[H2ClientStream, H2ClientEvent]):
 def _setting_name(code: int) -> str:
     try:
         return SettingCodes(code).name
-    except ValueError:
-        return str(code)
-
-
-def _code_name(code: int | None) -> str:
-    if code is None:
-        return "connection ended"
-    try:
-        return ErrorCodes(code).name
     except ValueError:
         return str(code)

@@ -44,6 +44,7 @@ __all__ = [
     "StreamEvent",
     "StreamReset",
     "WindowOpened",
+    "error_code_name",
     "error_reason",
     "field_text",
 ]
@@ -303,6 +304,17 @@ def field_text(field: bytes | str) -> str:
     """A header field's name or value as text: Latin-1, as HTTP/1.1 heads are read, so
     any bytes decode and none are lost."""
     return field if isinstance(field, str) else field.decode("latin-1")
+
+
+def error_code_name(code: int | None) -> str:
+    """An HTTP/2 error code by its name (``CANCEL``), or its number when it has none;
+    None, for a stream that had none, is the connection ending."""
+    if code is None:
+        return "connection ended"
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return str(code)
 
 
 def error_reason(exc: Exception) -> str:
