@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 import trio
 
+import wscompat
+from wscompat.gateway import DRAFT_HEADER
 from wscompat.trio.connection import Connection
 
 from ..rawclient import RawPeer, client_frame, open_rfc6455
-from .conftest import Backend, GatewayStarter
+from .conftest import Backend, GatewayStarter, backend_view, header
 
 ROUNDS = 200
 
@@ -89,3 +91,30 @@ async def test_a_burst_read_at_once_reaches_the_backend_and_back_whole(
         echoed = [await read_exactly(peer, 10, buffer) for _ in range(count)]
         await peer.aclose()
     assert echoed == [b"\x82\x08" + i.to_bytes(8, "big") for i in range(count)]
+
+
+async def test_an_http2_client_is_relayed_to_a_backend_over_http11(
+    start_gateway: GatewayStarter, py_backend: Backend
+) -> None:
+    """An RFC 8441 client (a stream of an HTTP/2 connection) reaches the backend as an
+    ordinary RFC 6455 client; the backend is told its generation, and text, a 64 KiB
+    binary message and a burst all come back whole, in order, over the relay."""
+    gateway = await start_gateway(py_backend.url, ping_interval=None)
+    payload = bytes(i % 251 for i in range(65536))
+    with trio.fail_after(20):
+        async with wscompat.connect(f"ws://127.0.0.1:{gateway.port}/headers/h2",
+                                    http2=True) as ws:
+            assert ws.http_version == "2"
+            view = await backend_view(ws)
+            for text in ("hello", "中文字符 😀🎉"):
+                await ws.send(text)
+                assert await ws.receive() == text
+            await ws.send(payload)
+            assert await ws.receive() == payload
+            for i in range(200):
+                await ws.send(i.to_bytes(4, "big"))
+            assert [await ws.receive() for _ in range(200)] == [
+                i.to_bytes(4, "big") for i in range(200)]
+    assert view["path"] == "/headers/h2"
+    assert header(view, DRAFT_HEADER) == ["rfc8441"]
+    assert header(view, "Sec-WebSocket-Version") == ["13"]
