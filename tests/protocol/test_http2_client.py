@@ -216,3 +216,24 @@ def test_both_sides_raise_the_same_stream_events() -> None:
     for name in ("DataArrived", "StreamEnded", "StreamReset", "WindowOpened", "SessionEnded"):
         shared = getattr(http2_session, name)
         assert getattr(http2, name) is shared and getattr(http2_client, name) is shared
+
+
+def test_an_answer_over_the_header_list_limit_ends_the_connection() -> None:
+    """The client's header list limit reaches h2's HPACK decoder, which otherwise keeps
+    its own 64 KiB: a 20 KB response header is refused under the default 16 KiB."""
+    session = H2ClientSession()
+    server = Server(session)
+    stream = session.connect("/", "example")
+    server.exchange()
+    server.conn.send_headers(stream.stream_id, [(":status", "200"), ("x-big", "b" * 20000)])
+    events = server.exchange()
+    ended = [e for e in events if isinstance(e, SessionEnded)]
+    assert len(ended) == 1 and session.ended, events
+    assert ended[0].code == ErrorCodes.ENHANCE_YOUR_CALM, ended[0]
+    assert stream.refusal().status == 0
+    roomy = H2ClientSession(http2_client.H2ClientSettings(max_header_list=32768))
+    server = Server(roomy)
+    stream = roomy.connect("/", "example")
+    server.exchange()
+    server.conn.send_headers(stream.stream_id, [(":status", "200"), ("x-big", "b" * 20000)])
+    assert not any(isinstance(e, SessionEnded) for e in server.exchange())

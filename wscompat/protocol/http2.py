@@ -375,10 +375,6 @@ class H2ServerSession(H2Session[H2ServerStream, H2Event]):
         """The payload of the last PING acknowledgement received (see :meth:`ping`)."""
         self._floods = _Counters(limits.flood_limit)
         self._frames = _FrameWatch()
-        # h2 hands a header list limit to its HPACK decoder only when an acknowledged
-        # SETTINGS changes it; given as an initial value, it would never reach it, and
-        # the decoder would keep h2's own 64 KiB.
-        self._conn.decoder.max_header_list_size = limits.max_header_list
         self._out = self._conn.data_to_send()
         """Bytes taken from h2 or written here (the server's preface, a graceful
         GOAWAY), sent before what h2 holds."""

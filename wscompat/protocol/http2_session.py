@@ -152,6 +152,12 @@ class H2Session(Generic[S, E]):
                                  validate_inbound_headers=True)
         self._conn = conn = H2Connection(config=config)
         conn.local_settings = local_settings
+        # h2 hands a header list limit to its HPACK decoder only when an acknowledged
+        # SETTINGS changes it; given as an initial value, it would never reach it, and
+        # the decoder would keep h2's own 64 KiB.
+        limit = local_settings.max_header_list_size
+        if limit is not None:
+            conn.decoder.max_header_list_size = limit
         conn.initiate_connection()
         # The connection window covers every stream's window, so one stream that is not
         # read can never hold back the others; each stream's own window bounds it.
