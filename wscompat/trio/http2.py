@@ -57,6 +57,7 @@ from wscompat.protocol.http2 import (
     StreamEnded,
     StreamReset,
 )
+from wscompat.protocol.http2_session import error_code_name
 from wscompat.trio.connection import Flusher
 from wscompat.trio.serving import (
     REJECT_LINGER,
@@ -106,7 +107,7 @@ class StreamIO(DirectStream):
         if self._closed:
             raise trio.ClosedResourceError("the stream is closed")
         if not stream.alive or stream.end_queued:
-            raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+            raise _reset_error(stream)
         session = mux.session
         held = session.pending(stream)
         room = mux.write_limit - held - mux.unwritten()
@@ -147,7 +148,7 @@ class StreamIO(DirectStream):
                 await trio.lowlevel.checkpoint()
                 return b""
             if stream.reset_code is not None or session.ended:
-                raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+                raise _reset_error(stream)
             await self._readable.park()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -155,12 +156,12 @@ class StreamIO(DirectStream):
         if self._closed:
             raise trio.ClosedResourceError("the stream is closed")
         if not stream.alive:
-            raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+            raise _reset_error(stream)
         session.send(stream, data)
         await mux.flush()
         while session.pending(stream) or mux.writing:
             if not stream.alive:
-                raise trio.BrokenResourceError(f"stream reset ({_code(stream.reset_code)})")
+                raise _reset_error(stream)
             if session.pending(stream):
                 await self._writable.park()
             else:
@@ -198,13 +199,8 @@ class StreamIO(DirectStream):
         await trio.lowlevel.checkpoint()
 
 
-def _code(code: int | None) -> str:
-    if code is None:
-        return "connection ended"
-    try:
-        return ErrorCodes(code).name
-    except ValueError:
-        return str(code)
+def _reset_error(stream: H2ServerStream) -> trio.BrokenResourceError:
+    return trio.BrokenResourceError(f"stream reset ({error_code_name(stream.reset_code)})")
 
 
 class _Writer(Flusher):
@@ -417,7 +413,7 @@ class _Mux:
             if session.ended:
                 if session.end_code not in (None, 0) and session.end_reason:
                     logger.info("%s HTTP/2 connection ended: %s (%s)", fmt_remote(self.remote),
-                                session.end_reason, _code(session.end_code))
+                                session.end_reason, error_code_name(session.end_code))
                 return
             data = await transport.receive(self.read_size)
             if not data:

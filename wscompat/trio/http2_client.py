@@ -51,6 +51,7 @@ from wscompat.protocol.http2_client import (
     StreamEnded,
     StreamReset,
 )
+from wscompat.protocol.http2_session import error_code_name
 from wscompat.trio.transport import Transport
 
 __all__ = [
@@ -159,7 +160,7 @@ class H2WebSocketStream(trio.abc.HalfCloseableStream):
         if client.session.ended and client.session.end_reason:
             return trio.BrokenResourceError(f"HTTP/2 connection ended: "
                                             f"{client.session.end_reason}")
-        return trio.BrokenResourceError(f"stream reset ({_code(code)})")
+        return trio.BrokenResourceError(f"stream reset ({error_code_name(code)})")
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         stream, client = self._stream, self._client
@@ -239,15 +240,6 @@ class H2WebSocketStream(trio.abc.HalfCloseableStream):
         self._client._kick()
         self._wake()
         await trio.lowlevel.checkpoint()
-
-
-def _code(code: int | None) -> str:
-    if code is None:
-        return "connection ended"
-    try:
-        return ErrorCodes(code).name
-    except ValueError:
-        return str(code)
 
 
 class H2Client:
