@@ -25,6 +25,7 @@ one client the way the client's draft closes.
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -143,14 +144,14 @@ def _relay(ws: Connection, up: Connection, settings: BridgeSettings, ending: End
         if ending.who is not None:
             return
         if not binary and type(message) is bytes:
-            if policy == "drop":
-                logger.debug("%s %s dropped a binary message for a %s client",
-                             fmt_remote(ws.remote), logfields.path(ws.path), ws.draft)
-                return
-            if policy == "error":
+            try:
+                text = _binary_for_text_client(ws, message, policy)
+            except _BinaryRefused:
                 end("binary")
                 return
-            message = encode_stream(message, "base64")
+            if text is None:
+                return
+            message = text
         try:
             ws.send_relayed(message)
         except ConnectionClosed:
@@ -161,6 +162,23 @@ def _relay(ws: Connection, up: Connection, settings: BridgeSettings, ending: End
     up.relay(to_client, ws, lambda: end("backend"))
     ws.relay(to_backend, up, lambda: end("client"))
     return True
+
+
+class _BinaryRefused(Exception):
+    """A binary message for a text-only client under ``--hixie-binary error``."""
+
+
+def _binary_for_text_client(ws: Connection, message: bytes, policy: HixieBinary
+                            ) -> str | None:
+    """A backend's binary message as a text-only (hixie) client can take it: base64
+    text, or None when ``--hixie-binary drop`` drops it; _BinaryRefused for ``error``."""
+    if policy == "drop":
+        logger.debug("%s %s dropped a binary message for a %s client",
+                     fmt_remote(ws.remote), logfields.path(ws.path), ws.draft)
+        return None
+    if policy == "error":
+        raise _BinaryRefused
+    return base64.b64encode(message).decode("ascii")
 
 
 async def _client_to_backend(ws: Connection, up: Connection, ending: Ending) -> None:
@@ -191,14 +209,14 @@ async def _backend_to_client(
                 ending.set("backend")
                 return
             if not binary and type(message) is bytes:
-                if policy == "drop":
-                    logger.debug("%s %s dropped a binary message for a %s client",
-                                 fmt_remote(ws.remote), logfields.path(ws.path), ws.draft)
-                    continue
-                if policy == "error":
+                try:
+                    text = _binary_for_text_client(ws, message, policy)
+                except _BinaryRefused:
                     ending.set("binary")
                     return
-                message = encode_stream(message, "base64")
+                if text is None:
+                    continue
+                message = text
             try:
                 await ws.send(message, more=up.pending > 0)
             except ConnectionClosed:
