@@ -514,10 +514,12 @@ TLS_ONLY = ConnectionSettings(handshake=HandshakeSettings(require_tls=True),
         (None, [(":method", "POST"), (":scheme", "https"), (":path", "/chat"),
                 (":authority", "example.com")], 405, [("allow", "GET, HEAD, CONNECT")]),
         (TLS_ONLY, with_headers(), 403, []),
+        (STRICT, with_headers(("origin", "https://example.com"),
+                              ("origin", "https://evil.example")), 400, []),
     ],
     ids=["no-version", "version-8", "two-versions", "bad-origin", "no-origin-strict",
          "subprotocol-not-token", "connect-no-protocol", "unknown-protocol", "post",
-         "require-tls"],
+         "require-tls", "two-origins"],
 )
 @pytest.mark.parametrize("mode", MODES)
 def test_refusals(settings: ConnectionSettings | None, headers: list[tuple[str, str]],

@@ -53,7 +53,7 @@ from wscompat.protocol.extensions import negotiate
 from wscompat.protocol.handshake import Accepted, HandshakeSettings
 from wscompat.protocol.handshake.detect import mentions_websocket
 from wscompat.protocol.handshake.hybi import offered_subprotocols
-from wscompat.protocol.handshake.origin import check_origin
+from wscompat.protocol.handshake.origin import check_origin, single_origin
 from wscompat.protocol.handshake.server import PLAIN_PAGE
 from wscompat.protocol.http import Headers, Request
 from wscompat.protocol.http2_session import (
@@ -498,7 +498,7 @@ class H2ServerSession(H2Session[H2ServerStream, H2Event]):
             raise HandshakeRejected(400, "Sec-WebSocket-Version must be 13",
                                     (("sec-websocket-version", "13"),))
         offered_subprotocols(request)  # each one a token, or 400
-        check_origin(request.origin, hs)
+        check_origin(single_origin(request), hs)
 
     def _on_data(self, event: h2e.DataReceived, now: float, events: list[H2Event]) -> None:
         sid = event.stream_id

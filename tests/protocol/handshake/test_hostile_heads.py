@@ -195,6 +195,28 @@ def test_a_hybi_subprotocol_that_is_not_a_token_is_400(draft: Draft, protocol: s
     assert_refused(request(draft, protocol=protocol), "not a token")
 
 
+@pytest.mark.parametrize("draft", list(Draft))
+@pytest.mark.parametrize("second", ["http://example.com", "https://evil.example"])
+def test_a_second_origin_field_is_400_under_any_policy(draft: Draft, second: str) -> None:
+    """A proxy checking one of two Origin fields and the server the other would judge
+    different origins: two are refused, whatever they say and whatever the policy."""
+    name = "Sec-WebSocket-Origin" if draft in (Draft.HYBI07, Draft.HYBI08) else "Origin"
+    data = request(draft, extra=[(name, second)])
+    assert_refused(data, f"more than one {name} header")
+    assert_refused(data, f"more than one {name} header", origins=("http://example.com",))
+
+
+@pytest.mark.parametrize("draft", [Draft.HYBI07, Draft.HYBI08])
+def test_origin_beside_sec_websocket_origin_is_read_as_before(draft: Draft) -> None:
+    """One field of each name is not a repeat: ``Origin`` is read, as before."""
+    data = request(draft, origin="https://other.example",
+                   extra=[("Origin", "http://example.com")])
+    _, out = serve(data, origins=("http://example.com",))
+    assert out.startswith(b"HTTP/1.1 101 "), out[:80]
+    _, out = serve(data, origins=("https://other.example",))
+    assert out.startswith(b"HTTP/1.1 403 "), out[:80]
+
+
 # -- valid edge cases ----------------------------------------------------------------------
 
 GOOD_HOSTS = [

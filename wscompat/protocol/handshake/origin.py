@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import NamedTuple, Protocol
 
 from wscompat.errors import HandshakeRejected
+from wscompat.protocol.http import Request
 
 __all__ = [
     "MAX_HOST",
@@ -47,6 +48,7 @@ __all__ = [
     "origin_allowed",
     "origin_policy",
     "parse_origin",
+    "single_origin",
     "validate_patterns",
 ]
 
@@ -262,6 +264,20 @@ def _shown(origin: str) -> str:
             return f"'{shown}'..."
         shown += escaped
     return f"'{shown}'..." if len(origin) > _MAX_SHOWN else f"'{shown}'"
+
+
+def single_origin(request: Request) -> str | None:
+    """The origin a handshake is judged by (``Origin``, or hybi-07/08's
+    ``Sec-WebSocket-Origin``), refused with 400 when either field comes more than once.
+
+    A user agent sends one (RFC 6454 §7.3); with two, a proxy that checks one of them
+    and a server that checks the other would judge different origins, so the request
+    is refused rather than read by its first.
+    """
+    for name in ("Origin", "Sec-WebSocket-Origin"):
+        if request.headers.count(name) > 1:
+            raise HandshakeRejected(400, f"more than one {name} header")
+    return request.origin
 
 
 def check_origin(origin: str | None, settings: _Settings) -> None:

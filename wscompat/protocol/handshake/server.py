@@ -36,7 +36,7 @@ from wscompat.protocol.extensions import CompressionSettings, negotiate
 from wscompat.protocol.handshake import hixie75, hixie76, hybi
 from wscompat.protocol.handshake.detect import detect, mentions_websocket, version_header
 from wscompat.protocol.handshake.location import location, origin_echo, printable
-from wscompat.protocol.handshake.origin import check_origin
+from wscompat.protocol.handshake.origin import check_origin, single_origin
 from wscompat.protocol.http import HeadParser, Request, error_response, response
 from wscompat.protocol.policy import DEFAULT_POLICY, policy_response
 from wscompat.protocol.sniff import Kind, sniff
@@ -227,7 +227,7 @@ class ServerHandshake:
             except HandshakeRejected as exc:
                 raise HandshakeRejected(exc.status, exc.reason, version_header(drafts)) from None
             hybi.offered_subprotocols(request)  # each one a token, or 400
-        check_origin(request.origin, self.settings)
+        check_origin(single_origin(request), self.settings)
         self.phase = Phase.DECIDE
 
     # -- decisions ---------------------------------------------------------------------
