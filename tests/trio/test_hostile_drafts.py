@@ -421,8 +421,10 @@ async def slowloris(port: int, c: Chorus) -> tuple[LorisResults, float, float, i
         request = ClientHandshake(draft, HOST, "/loris", port=port).request()
         bulk, rest = (request[:-8], request[-8:]) if near_end else (b"", request)
         async with limiter:
+            # Timed from before the connect: the server's timeout runs from its accept,
+            # and this task may run well after the connect completed, with 1,000 others.
+            began = trio.current_time()
             stream = await trio.open_tcp_stream(HOST, port)
-        began = trio.current_time()
         connected += 1
         received = b""
         if bulk:
