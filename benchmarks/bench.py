@@ -64,6 +64,7 @@ from client import (  # noqa: E402  (beside this file, found through the line ab
     EchoCheck,
     client_frame,
     server_frame,
+    timed_workers,
     within,
 )
 
@@ -600,20 +601,11 @@ async def h2_cycles(port: int, pid: int, cfg: Config, *, new_connection: bool
                 await within(client.lost)
             done[0] += 1
 
-    tasks = [asyncio.create_task(worker()) for _ in range(cfg.handshake_workers)]
     try:
-        await asyncio.sleep(cfg.warmup)
-        cpu, before = Cpu(pid), done[0]
-        await asyncio.sleep(cfg.duration)
-        count, wall = done[0] - before, time.perf_counter() - cpu.start[0]
-        usage = cpu.percent()
-        await within(asyncio.gather(*tasks))
+        return await timed_workers(worker, done, pid, cfg)
     finally:
-        for task in tasks:
-            task.cancel()
-    if shared is not None and shared.transport is not None:
-        shared.transport.close()
-    return {"ops_per_s": count / wall, "cpu": usage}
+        if shared is not None and shared.transport is not None:
+            shared.transport.close()
 
 
 def h2_latency(port: int, pid: int, cfg: Config) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import struct
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -608,6 +608,14 @@ async def phase_handshakes(port: int, pid: int, wire: Wire, cfg: Config) -> dict
             await conn.close()
             done[0] += 1
 
+    return await timed_workers(worker, done, pid, cfg)
+
+
+async def timed_workers(worker: Callable[[], Coroutine[Any, Any, None]], done: list[int], pid: int,
+                        cfg: Config) -> dict[str, Any]:
+    """``handshake_workers`` copies of ``worker`` side by side, each counting its cycles
+    in ``done[0]`` until its deadline: cycles per second over the measured window after
+    the warm-up, and the server's CPU over the same window."""
     tasks = [asyncio.create_task(worker()) for _ in range(cfg.handshake_workers)]
     try:
         await asyncio.sleep(cfg.warmup)
