@@ -39,6 +39,8 @@ from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, SettingsFrame
 import wscompat
 from wscompat.protocol.framing import Closed, Event, HybiFramer, Message, Pong, State
 
+from ..rawclient import read_to_eof
+
 HOST = "127.0.0.1"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 WAIT = 20.0
@@ -614,18 +616,9 @@ def raw_frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
 async def read_frames(stream: trio.abc.Stream, timeout: float = WAIT,
                       limit: int = 1 << 24) -> list[Frame]:
     """Every frame the server sends until it closes the connection (or resets it)."""
-    data = bytearray()
     with trio.fail_after(timeout):
-        while True:
-            try:
-                chunk = await stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                break
-            if not chunk:
-                break
-            data += chunk
-            assert len(data) < limit, "the server kept sending"
-    return parse_frames(bytes(data))
+        data = await read_to_eof(stream, limit)
+    return parse_frames(data)
 
 
 def parse_frames(data: bytes) -> list[Frame]:
