@@ -4,14 +4,20 @@ message costs one task step each way, and a burst read at once leaves at once.""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import trio
 
 import wscompat
 from wscompat.gateway import DRAFT_HEADER
+from wscompat.protocol.framing import HybiFramer
+from wscompat.protocol.framing.lengths import hybi_header
+from wscompat.protocol.handshake.hybi import accept_key
 from wscompat.trio.connection import Connection
 
-from ..rawclient import RawPeer, client_frame, open_rfc6455
+from ..framing_helpers import mask
+from ..rawclient import RawPeer, client_frame, open_rfc6455, read_until
 from .conftest import Backend, GatewayStarter, backend_view, header
 
 ROUNDS = 200
@@ -118,3 +124,90 @@ async def test_an_http2_client_is_relayed_to_a_backend_over_http11(
     assert view["path"] == "/headers/h2"
     assert header(view, DRAFT_HEADER) == ["rfc8441"]
     assert header(view, "Sec-WebSocket-Version") == ["13"]
+
+
+def server_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    return client_frame(opcode, payload, fin=fin, masked=False)
+
+
+def frames_of(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """Each whole frame of ``data``: (first byte, mask key or b"", payload unmasked)."""
+    out = []
+    pos = 0
+    while (header := hybi_header(data, pos)) is not None:
+        head, length = header
+        if pos + head + length > len(data):
+            break
+        key = data[pos + head - 4 : pos + head] if data[pos + 1] & 0x80 else b""
+        payload = data[pos + head : pos + head + length]
+        out.append((data[pos], key, mask(payload, key) if key else payload))
+        pos += head + length
+    return out
+
+
+async def scripted_backend(nursery: trio.Nursery, script: bytes, frames_in: int
+                           ) -> tuple[int, list[bytes]]:
+    """A raw RFC 6455 backend: it answers the upgrade, waits for the first frame, writes
+    ``script`` in one write, and keeps what it reads (in the list returned with its
+    port) until ``frames_in`` whole frames came."""
+    received: list[bytes] = []
+
+    async def handler(stream: trio.SocketStream) -> None:
+        head = await read_until(stream, b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        await stream.send_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+            % accept_key(key.decode()).encode())
+        data = head.partition(b"\r\n\r\n")[2]
+        while not frames_of(data):
+            data += await stream.receive_some(65536)
+        await stream.send_all(script)
+        while len(frames_of(data)) < frames_in:
+            data += await stream.receive_some(65536)
+        received.append(data)
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    return listeners[0].socket.getsockname()[1], received
+
+
+async def test_whole_data_frames_cross_as_they_came_and_the_rest_as_messages(
+    start_gateway: GatewayStarter, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data frames read whole are relayed without being parsed into messages: the
+    backend's go to the client byte for byte; the client's reach the backend masked
+    with the gateway's own keys. A ping in the middle is still answered by the
+    gateway, and a fragmented message still crosses as one message."""
+    passed: list[bytes] = []
+    pass_frames = HybiFramer.pass_frames
+
+    def recording(self: HybiFramer, frames: bytes) -> bool:
+        taken = pass_frames(self, frames)
+        if taken:
+            passed.append(frames)
+        return taken
+
+    monkeypatch.setattr(HybiFramer, "pass_frames", recording)
+    run = server_frame(2, b"a") + server_frame(1, "é".encode())
+    script = (run + server_frame(9, b"ping") + server_frame(1, b"d", fin=False)
+              + server_frame(0, b"e") + server_frame(2, b"f"))
+    port, received = await scripted_backend(nursery, script, frames_in=3)
+    gateway = await start_gateway(f"ws://127.0.0.1:{port}/", ping_interval=None)
+    key = b"\x0a\x0b\x0c\x0d"
+    sent = client_frame(2, b"go", key=key) + client_frame(1, b"text", key=key)
+    with trio.fail_after(10):
+        peer = await open_rfc6455(gateway.port)
+        await peer.send_all(sent)
+        expected = run + server_frame(1, b"de") + server_frame(2, b"f")
+        assert await read_exactly(peer, len(expected), bytearray()) == expected
+        while not received:
+            await trio.sleep(0.01)
+        await peer.aclose()
+    to_backend = frames_of(received[0])
+    assert [(first, payload) for first, _, payload in to_backend] == [
+        (0x82, b"go"), (0x81, b"text"), (0x8A, b"ping")]
+    assert all(k and k != key for _, k, _ in to_backend)
+    assert sent in passed  # as the client framed them, masked anew on the way
+    assert run in passed  # the backend's run, up to its ping

@@ -159,8 +159,10 @@ def _relay(ws: Connection, up: Connection, settings: BridgeSettings, ending: End
 
     if not (ws.can_relay(up) and up.can_relay(ws)):
         return False
-    up.relay(to_client, ws, lambda: end("backend"))
-    ws.relay(to_backend, up, lambda: end("client"))
+    # A client that takes binary is a hybi or RFC 8441 one: the backend's data frames
+    # may reach it as they came, when no extension stands in the way (see relay()).
+    up.relay(to_client, ws, lambda: end("backend"), frames=binary)
+    ws.relay(to_backend, up, lambda: end("client"), frames=True)
     return True
 
 

@@ -256,6 +256,16 @@ class _Open:
         if self.framer is not None:
             self.framer.abort(code, reason)
 
+    def whole_frames(self, data: bytes | bytearray) -> tuple[int, int]:
+        """See :meth:`Framer.whole_frames`: (0, 0) before the connection is open."""
+        framer = self.framer
+        return (0, 0) if framer is None else framer.whole_frames(data)
+
+    def pass_frames(self, frames: bytes) -> bool:
+        """See :meth:`Framer.pass_frames`: False once the close has begun."""
+        framer = self.framer
+        return framer is not None and self.close_code is None and framer.pass_frames(frames)
+
 
 class Established(_Open):
     """A connection whose handshake happened elsewhere: a framer with the same close

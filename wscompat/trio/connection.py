@@ -264,6 +264,8 @@ class Connection(RequestView):
     _on_end: Callable[[], None] | None = None
     """Called once when a relaying connection closes (not when its reader is merely
     cancelled: whoever cancelled it closes it)."""
+    _passes = False
+    """Whole data frames go to the relay's target as they came (see relay())."""
 
     def __init__(
         self,
@@ -416,7 +418,7 @@ class Connection(RequestView):
                 and target._flusher is not None)
 
     def relay(self, sink: Callable[[Data], None], target: Connection,
-              on_end: Callable[[], None]) -> None:
+              on_end: Callable[[], None], *, frames: bool = False) -> None:
         """Hand every message, as the reader parses it, to ``sink`` instead of the
         queue, for a gateway: ``sink`` sends it on ``target`` with :meth:`send_relayed`,
         and what one read brought leaves ``target`` in one write, with no task switch
@@ -425,10 +427,17 @@ class Connection(RequestView):
         and send(). ``on_end`` is called once, when this connection closes;
         receive() is not to be used meanwhile. Only where
         :meth:`can_relay` says so; :meth:`end_relay` undoes it.
+
+        With ``frames``, whole data frames that ``target`` can send unchanged (from a
+        backend to a hybi or RFC 8441 client, no extension on either side) skip
+        ``sink`` and leave as they came, in one piece per read; they are counted as
+        messages all the same. Only for a ``sink`` that sends every message on as it
+        is; a read that begins with anything else is parsed and handed to ``sink``.
         """
         if not self.can_relay(target):
             raise RuntimeError("relay() needs plain sockets and a flusher on the target")
         self._sink, self._relay_target, self._on_end = sink, target, on_end
+        self._passes = frames
         target._feeder = self
         queue, self._queue, self._queued = self._queue, _NO_MESSAGES, 0
         for data in queue:  # what came before the relay began, in order
@@ -445,7 +454,7 @@ class Connection(RequestView):
         target = self._relay_target
         if target is not None and target._feeder is self:
             del target._feeder
-        for name in ("_sink", "_relay_target", "_on_end"):
+        for name in ("_sink", "_relay_target", "_on_end", "_passes"):
             self.__dict__.pop(name, None)
 
     def send_relayed(self, message: Data) -> None:
@@ -670,15 +679,22 @@ class Connection(RequestView):
 
     async def _read(self, size: int) -> bytes | None:
         """One read fed to the protocol, its events handled; None when it was the EOF."""
+        transport = self._transport
         try:
-            data = await self._transport.receive(size)
+            # Mostly called once the socket is readable: read at once, with no
+            # coroutine made for the wait that is not needed.
+            data = transport.try_receive(size)
+            if data is None:
+                data = await transport.receive(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         proto = self._proto
         if data:
             self.stats.bytes_in += len(data)
             self._last_received = trio.current_time()
-            proto.receive_data(data)
+            rest = self._pass_on(data) if self._passes else data
+            if rest:
+                proto.receive_data(rest)
         else:
             proto.receive_eof()
         self._dispatch(proto.events())
@@ -687,6 +703,24 @@ class Connection(RequestView):
             # its own connection: _flush records 1006.
             await self._flush(quiet=True)
         return data or None
+
+    def _pass_on(self, data: bytes) -> bytes:
+        """Send the whole data frames that begin ``data`` on to the relay's target as
+        they came (see relay()); what is left, to be parsed as usual."""
+        target = self._relay_target
+        if (target is None or self._discard or target.closed
+                or (self._settings.log_payloads and logger.isEnabledFor(logging.DEBUG))):
+            return data
+        end, count = self._proto.whole_frames(data)
+        if not count:
+            return data
+        whole = end == len(data)
+        if not target._proto.pass_frames(data if whole else data[:end]):
+            return data
+        self.stats.messages_in += count
+        target.stats.messages_out += count
+        target._write_relayed()
+        return b"" if whole else data[end:]
 
     async def _read_closing(self, size: int) -> None:
         """The closing handshake is under way: read its end. When close() started it,

@@ -103,3 +103,16 @@ class Framer(abc.ABC):
     @abc.abstractmethod
     def abort(self, code: int, reason: str) -> None:
         """Fail the connection from our side: close frame if the draft has one, then EOF."""
+
+    # A gateway's relay of frames as they came (see HybiFramer): drafts whose frames
+    # cannot leave unchanged on another connection take and pass none.
+
+    def whole_frames(self, data: bytes | bytearray) -> tuple[int, int]:
+        """How many bytes at the start of ``data``, and how many messages, are whole
+        frames that another connection may send on exactly as they came."""
+        return 0, 0
+
+    def pass_frames(self, frames: bytes) -> bool:
+        """Queue frames another framer's :meth:`whole_frames` took, to leave unchanged;
+        False, having done nothing, when this connection cannot send them so."""
+        return False

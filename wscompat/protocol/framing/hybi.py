@@ -505,6 +505,87 @@ class HybiFramer(Framer):
         self._p.send_close(code, reason)
         self._collect()
 
+    # -- frames relayed as they came ------------------------------------------------------
+
+    def whole_frames(self, data: bytes | bytearray) -> tuple[int, int]:
+        """The leading bytes of ``data`` that another connection may send on as they
+        came (masked anew, on a client's), and the messages in them: final text or
+        binary frames, masked as this side requires, without reserved bits, within the
+        size limits, text valid UTF-8, read by an idle framer with no extensions. A
+        gateway relays them this way rather than parsing each into a message and
+        framing it anew. The first frame that is anything else (a control frame, a
+        fragment, an incomplete frame, an error) ends the run: it and what follows are
+        parsed as usual."""
+        if (not self._plain or self._buf or self._missing or self.eof_wanted
+                or self._close_frame is not None):
+            return 0, 0
+        p = self._lazy
+        if p is not None and (p.current_size is not None or p.state is not WsState.OPEN):
+            return 0, 0
+        limit, mask_bit = self._limit, self._mask_bit
+        size = len(data)
+        pos = count = 0
+        with memoryview(data) as view:
+            while pos < size:
+                first = data[pos]
+                if first not in (0x81, 0x82):
+                    break
+                header = hybi_header(data, pos)
+                if header is None or data[pos + 1] & 0x80 != mask_bit:
+                    break
+                head, length = header
+                end = pos + head + length
+                if end > size or (limit is not None and length > limit):
+                    break
+                if first == 0x81:
+                    text: bytes | memoryview = view[pos + head : end]
+                    if mask_bit:
+                        text = apply_mask(text, bytes(view[pos + head - 4 : pos + head]))
+                    try:
+                        codecs.utf_8_decode(text, "strict", True)
+                    except UnicodeDecodeError:
+                        break  # the usual parse fails it (1007)
+                pos = end
+                count += 1
+        return pos, count
+
+    def pass_frames(self, frames: bytes) -> bool:
+        """Queue frames :meth:`whole_frames` took on another connection, to leave as
+        they came: unmasked from a server's, or, from a client's, each masked anew with
+        a key of this client's own (RFC 6455 §5.3: the key is the sender's to choose).
+        False, having done nothing, unless this framer is open, has no extensions and
+        is the side that sends frames masked as these are."""
+        if not frames or not self._serialize or not self._open:
+            return False
+        masked = frames[1] & 0x80
+        if not self._masks:
+            if masked:
+                return False
+            self._out.append(frames)
+            return True
+        if not masked:
+            return False
+        parts: list[bytes] = []
+        pos, size = 0, len(frames)
+        with memoryview(frames) as view:
+            while pos < size:
+                header = hybi_header(frames, pos)
+                assert header is not None  # whole frames, as whole_frames() took them
+                head, length = header
+                end = pos + head + length
+                key = mask_key()
+                # The payload is unmasked and masked again in one pass, with the XOR
+                # of the two keys.
+                both = apply_mask(view[pos + head - 4 : pos + head], key)
+                parts += (bytes(view[pos : pos + head - 4]) + key,
+                          apply_mask(view[pos + head : end], both))
+                pos = end
+        if size < SPLIT_FROM:
+            self._out.append(b"".join(parts))
+        else:
+            self._out += parts
+        return True
+
     def abort(self, code: int, reason: str) -> None:
         if self._p.state is WsState.CLOSED or self._p.eof_sent:
             return
