@@ -122,6 +122,10 @@ class ServerHandshake:
         )
         self._pending: tuple[bytes, int, int, Accepted] | None = None
         self._head_sent = False
+        self._echo: tuple[str, str] | None = None
+        """hixie: the origin and location to echo, checked when the head came."""
+        self._keys: tuple[int, int] | None = None
+        """hixie-76: the numbers of both keys, read when the head came."""
 
     # -- input -------------------------------------------------------------------------
 
@@ -215,12 +219,12 @@ class ServerHandshake:
         if draft in (Draft.HIXIE75, Draft.HIXIE76):
             # The location, origin and subprotocol are echoed in accept(); what cannot
             # be echoed is refused here, where every request error becomes a response.
-            location(request, secure=self.settings.secure)
-            printable(origin_echo(request), "Origin")
+            where = location(request, secure=self.settings.secure)
+            self._echo = (printable(origin_echo(request), "Origin"), where)
             for offered in self.offered_subprotocols:
                 printable(offered, "subprotocol")
         if draft is Draft.HIXIE76:
-            hixie76.parse_keys(request)
+            self._keys = hixie76.parse_keys(request)
         elif draft is not Draft.HIXIE75:
             try:
                 hybi.check_key(request)
@@ -289,8 +293,8 @@ class ServerHandshake:
             if offered and subprotocol is None:
                 self.reject(400, f"subprotocol {offered[0]!r} is not supported")
                 return
-            origin = origin_echo(request)
-            where = location(request, secure=self.settings.secure)
+            assert self._echo is not None
+            origin, where = self._echo
             module = hixie75 if draft is Draft.HIXIE75 else hixie76
             head = module.response_head(origin, where, subprotocol)
         else:
@@ -304,7 +308,8 @@ class ServerHandshake:
             self._out.append(head)
             self._open(accepted, self._buffer)
             return
-        part1, part2 = hixie76.parse_keys(request)
+        assert self._keys is not None
+        part1, part2 = self._keys
         self._pending = (head, part1, part2, accepted)
         self.phase = Phase.KEY3
         if len(self._buffer) < hixie76.KEY3_SIZE and self.settings.hixie76_early_head:
@@ -328,6 +333,7 @@ class ServerHandshake:
         self.accepted = Accepted(a.draft, a.request, a.subprotocol, a.extensions, leftover,
                                  a.negotiated)
         self._buffer = b""
+        self._echo = self._keys = None
         self.phase = Phase.OPEN
 
     # -- output ------------------------------------------------------------------------
