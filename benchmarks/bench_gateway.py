@@ -17,6 +17,12 @@ so the gateway's rate is halved by sharing a core rather than by its own cost; t
 CPU per message of each process, printed beside the rates, is the figure that does not
 depend on the placement: the gateway keeps up with the backend on a core of its own
 when its CPU per message is no more than the backend's.
+
+Reference: when ``haproxy`` is installed, the same load also runs through haproxy in TCP
+mode (one thread, placed where the gateway is), a proxy in C that copies bytes and
+reads no frame. What it adds to the round trip is what a second process on the way
+costs on this machine before any WebSocket work: the floor for any gateway.
+``--no-reference`` leaves it out.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,6 +68,29 @@ def _gateway(port: int, backend: int) -> list[str]:
     return [sys.executable, "-m", "wscompat.gateway", "proxy", "--host", HOST, "--port",
             str(port), "--upstream", f"ws://{HOST}:{backend}/", "--max-message-size",
             str(MAX_MESSAGE_SIZE), "--ping-interval", "none", "--log-level", "warning"]
+
+
+HAPROXY_CONFIG = """\
+global
+    nbthread 1
+    maxconn 5000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend clients
+    bind {host}:{port}
+    default_backend echo
+backend echo
+    server backend {host}:{backend}
+"""
+"""A plain TCP relay: no HTTP, no WebSocket, one thread."""
+
+
+def _haproxy(port: int, backend: int, config: Path) -> list[str]:
+    config.write_text(HAPROXY_CONFIG.format(host=HOST, port=port, backend=backend))
+    return ["haproxy", "-db", "-f", str(config)]
 
 
 async def _many(port: int, pid: int, backend_pid: int, cfg: client.Config
@@ -112,20 +142,23 @@ def _placement() -> tuple[int, int, int] | None:
     return None
 
 
-def measure(procs: Processes, config: dict[str, Any], *, through_gateway: bool
+def measure(procs: Processes, config: dict[str, Any], *, through: str | None
             ) -> dict[str, Any]:
-    """One round: fresh backend (and gateway), the client's figures."""
+    """One round: fresh backend (and proxy: ``gateway`` or ``haproxy``), the client's
+    figures."""
     place = _placement()
     backend_port = free_port()
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as scratch:
         backend = procs.start(_backend(backend_port), stdout=log, stderr=log)
         gateway = None
         try:
             wait_listening(backend, backend_port)
             port, pid = backend_port, backend.pid
-            if through_gateway:
+            if through is not None:
                 port = free_port()
-                gateway = procs.start(_gateway(port, backend_port), stdout=log, stderr=log)
+                command = (_gateway(port, backend_port) if through == "gateway" else
+                           _haproxy(port, backend_port, Path(scratch) / "haproxy.cfg"))
+                gateway = procs.start(command, stdout=log, stderr=log)
                 wait_listening(gateway, port)
                 pid = gateway.pid
             if place:
@@ -166,28 +199,46 @@ def per_message(phase: dict[str, Any], percent: float) -> float:
     return float(percent) * 1e4 / float(phase["ops_per_s"])
 
 
-def render(direct: dict[str, Any], gateway: dict[str, Any]) -> str:
-    rows = [["", "backend alone", "through gateway", "ratio"]]
+def render(direct: dict[str, Any], gateway: dict[str, Any],
+           reference: dict[str, Any] | None = None) -> str:
+    """The table: the backend alone, through the gateway and, if measured, through
+    haproxy in TCP mode, each proxy with its ratio to the backend alone."""
+    proxies = [("through gateway", gateway)]
+    if reference is not None:
+        proxies.append(("through haproxy (TCP)", reference))
+    rows = [["", "backend alone"]]
+    for name, _ in proxies:
+        rows[0] += [name, "ratio"]
 
-    def row(label: str, a: float, b: float, fmt: str) -> None:
-        rows.append([label, f"{a:{fmt}}", f"{b:{fmt}}", f"{b / a:.2f}x" if a else "-"])
+    def row(label: str, figure: Any, fmt: str) -> None:
+        a = figure(direct)
+        cells = [label, f"{a:{fmt}}"]
+        for _, result in proxies:
+            b = figure(result)
+            cells += [f"{b:{fmt}}", f"{b / a:.2f}x" if a else "-"]
+        rows.append(cells)
 
-    d_many, g_many = direct["many"], gateway["many"]
-    row("small echo, 100 conns (msgs/s) ↑", d_many["ops_per_s"], g_many["ops_per_s"], ",.0f")
-    row("round trip p50 (µs) ↓", direct["latency"]["p50_us"], gateway["latency"]["p50_us"],
-        ",.0f")
-    row("round trip p99 (µs) ↓", direct["latency"]["p99_us"], gateway["latency"]["p99_us"],
-        ",.0f")
+    row("small echo, 100 conns (msgs/s) ↑", lambda r: r["many"]["ops_per_s"], ",.0f")
+    row("round trip p50 (µs) ↓", lambda r: r["latency"]["p50_us"], ",.0f")
+    row("round trip p99 (µs) ↓", lambda r: r["latency"]["p99_us"], ",.0f")
+    d_many = direct["many"]
     backend_cpu = per_message(d_many, d_many["cpu"][0])
-    rows.append(["backend CPU per message (µs) ↓", f"{backend_cpu:,.1f}",
-                 f"{per_message(g_many, g_many['backend_cpu']):,.1f}", ""])
-    gateway_cpu = per_message(g_many, g_many["cpu"][0])
-    rows.append(["gateway CPU per message (µs) ↓", "-", f"{gateway_cpu:,.1f}",
-                 f"{gateway_cpu / backend_cpu:.2f}x of the backend's"])
-    rows.append(["memory per idle connection (KiB) ↓",
-                 f"{direct['memory']['kib_per_idle_connection']:,.1f} (backend)",
-                 f"{gateway['memory']['kib_per_idle_connection']:,.1f} (gateway)", ""])
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    cells = ["backend CPU per message (µs) ↓", f"{backend_cpu:,.1f}"]
+    for _, result in proxies:
+        cells += [f"{per_message(result['many'], result['many']['backend_cpu']):,.1f}", ""]
+    rows.append(cells)
+    cells = ["proxy CPU per message (µs) ↓", "-"]
+    for _, result in proxies:
+        cpu = per_message(result["many"], result["many"]["cpu"][0])
+        cells += [f"{cpu:,.1f}", f"{cpu / backend_cpu:.2f}x of the backend's"]
+    rows.append(cells)
+    cells = ["memory per idle connection (KiB) ↓",
+             f"{direct['memory']['kib_per_idle_connection']:,.1f} (backend)"]
+    for _, result in proxies:
+        cells += [f"{result['memory']['kib_per_idle_connection']:,.1f} (proxy)", ""]
+    rows.append(cells)
+    columns = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(columns)]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
                      for r in rows)
@@ -203,7 +254,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (about 30 s)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds of each (default: 2, quick: 1)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="leave out the haproxy (TCP mode) reference")
     args = parser.parse_args()
+    reference = not args.no_reference and shutil.which("haproxy") is not None
     # 1000 idle proxied connections take 2000 descriptors in the gateway.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -214,20 +268,25 @@ def main() -> int:
     print("placement: " + ("none (one core)" if place is None else
                            f"backend on core {place[0]}, gateway on core {place[1]}, "
                            f"client on core {place[2]}"), flush=True)
+    if not reference and not args.no_reference:
+        print("reference: haproxy is not installed, its column is left out")
     procs = Processes()
     direct: list[dict[str, Any]] = []
     through: list[dict[str, Any]] = []
+    relayed: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
         for n in range(1, rounds + 1):
-            direct.append(measure(procs, config, through_gateway=False))
-            through.append(measure(procs, config, through_gateway=True))
+            direct.append(measure(procs, config, through=None))
+            through.append(measure(procs, config, through="gateway"))
+            if reference:
+                relayed.append(measure(procs, config, through="haproxy"))
             print(f"round {n} done, {time.monotonic() - started:.0f} s", flush=True)
     finally:
         procs.stop_all()
     print()
-    print(render(best(direct), best(through)))
-    print(f"\n↑ higher is better, ↓ lower is better; ratio: through the gateway over the "
+    print(render(best(direct), best(through), best(relayed) if relayed else None))
+    print(f"\n↑ higher is better, ↓ lower is better; ratio: through the proxy over the "
           f"backend alone. {config['connections']} connections, {config['small_size']}-byte "
           f"messages, {config['per_connection_window']} in flight each; round trips one "
           f"at a time; memory over {config['idle_connections']} idle connections.")
