@@ -1,15 +1,21 @@
 """The transport's synchronous path on real sockets: vectored writes, partial writes
-and what is kept of them, and the bare accepted socket's lazy trio stream."""
+and what is kept of them, the bare accepted socket's lazy trio stream, and TCP
+keepalive as accepted connections inherit it."""
 
 from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 import trio.testing
 
+import wscompat
+from wscompat.drafts import Draft
 from wscompat.trio.connection import _keep_unwritten
 from wscompat.trio.transport import Transport
+
+from ..conftest import Starter
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -91,3 +97,44 @@ async def test_a_bare_socket_gets_its_trio_stream_only_when_asked() -> None:
         assert b.recv(100) == b"through trio"
         await transport.aclose()
         assert b.recv(100) == b""  # closed: the peer sees EOF
+
+
+KEEPALIVE_OPTIONS = (
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+)
+
+
+@pytest.mark.parametrize(("draft", "expected"), [
+    (Draft.HIXIE76, (1, 30, 10, 3)),  # no ping: TCP keepalive, with the server's timers
+    (Draft.HIXIE75, (1, 30, 10, 3)),
+    (Draft.RFC6455, (0,)),  # pinged instead: left off
+])
+async def test_tcp_keepalive_is_on_for_drafts_without_ping_with_the_servers_timers(
+    start_server: Starter, draft: Draft, expected: tuple[int, ...]
+) -> None:
+    """The timers are set once, on the listening socket, and every accepted connection
+    inherits them; a hixie connection only has the switch turned on."""
+    seen: list[tuple[int, ...]] = []
+
+    async def handler(ws: wscompat.Connection) -> None:
+        sock = ws._transport._socket()
+        seen.append(tuple(sock.getsockopt(level, name) for level, name in
+                          KEEPALIVE_OPTIONS[: len(expected)]))
+        await ws.send("checked")
+
+    server = await start_server(handler, tcp_keepalive=30.0)
+    assert server.keepalive_inherited
+    with trio.fail_after(10):
+        async with wscompat.connect(f"ws://127.0.0.1:{server.port}/", draft=draft) as ws:
+            assert await ws.receive() == "checked"
+    assert seen == [expected]
+
+
+async def test_without_tcp_keepalive_the_listener_sets_no_timers(start_server: Starter) -> None:
+    server = await start_server(tcp_keepalive=None)
+    assert not server.keepalive_inherited
+    sock = server.listeners[0].socket
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0

@@ -47,7 +47,7 @@ from wscompat.trio.streams import (
     fmt_remote,
     open_listeners,
 )
-from wscompat.trio.transport import Transport
+from wscompat.trio.transport import Transport, keepalive_timers
 from wscompat.vectors.recorder import recorder_for
 
 __all__ = ["Handler", "Server", "State", "open_listeners", "serve", "serve_policy"]
@@ -90,6 +90,9 @@ async def serve(
     if metrics is None and options.metrics:
         metrics = Metrics()
     server = Server(listeners, options, metrics=metrics)
+    if options.tcp_keepalive is not None:
+        server.keepalive_inherited = all(
+            keepalive_timers(sock, options.tcp_keepalive) for sock in socks)
     for address in server.addresses:
         logger.info("listening on %s port %s", address[0], address[1])
     try:

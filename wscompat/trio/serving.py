@@ -71,6 +71,9 @@ class Server:
     """Connections being served, handshakes included (``max_connections`` bounds it)."""
     metrics: Metrics | None = None
     """Where events are counted, when metrics are on."""
+    keepalive_inherited: bool = False
+    """The listening sockets carry ``tcp_keepalive``'s timers: accepted connections
+    inherit them and need only the switch turned on."""
     state: State = State.SERVING
     _scope: trio.CancelScope | None = field(default=None, repr=False)
     _closed: trio.Event = field(default_factory=trio.Event, repr=False)
@@ -186,7 +189,8 @@ def start_connection(
     if server.options.log_open:
         _log_open(ws, query=server.options.log_query)
     if server.options.tcp_keepalive is not None and not ws.caps.ping:
-        transport.keep_alive(server.options.tcp_keepalive)  # hixie: no ping to tell
+        transport.keep_alive(server.options.tcp_keepalive,  # hixie: no ping to tell
+                             timers=not server.keepalive_inherited)
     nursery.start_soon(ws.run_reader)
     return ws, _start_watchers(ws, server, nursery, sync=transport.sync)
 

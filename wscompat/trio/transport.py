@@ -29,7 +29,7 @@ from collections.abc import Awaitable
 
 import trio
 
-__all__ = ["DirectStream", "Transport"]
+__all__ = ["DirectStream", "Transport", "keepalive_timers"]
 
 IOV_MAX = 1024
 """Buffers per ``writev`` (POSIX guarantees at least 16; Linux allows 1024)."""
@@ -196,24 +196,21 @@ class Transport:
             self._socket().shutdown(socket.SHUT_WR)
         return True
 
-    def keep_alive(self, idle: float) -> bool:
+    def keep_alive(self, idle: float, *, timers: bool = True) -> bool:
         """Turn on TCP keepalive: probes after ``idle`` seconds of silence, then every
-        third of that, three unanswered probes dropping the connection. False when this
-        transport has no socket of its own (TLS, tests' memory streams) or the system
-        refuses."""
+        third of that, three unanswered probes dropping the connection. ``timers=False``
+        when the listening socket has them already (see :func:`keepalive_timers`): a
+        connection accepted from it inherits them, and only the switch is set. False
+        when this transport has no socket of its own (TLS, tests' memory streams) or
+        the system refuses."""
         if self._closed or self._fd < 0:
             return False
         sock = self._socket()
-        seconds = max(1, round(idle))
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; other systems keep their timers
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, seconds // 3))
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
         except OSError:
             return False
-        return True
+        return not timers or keepalive_timers(sock, idle)
 
     def _socket(self) -> socket.socket | trio.socket.SocketType:
         if self._sock is not None:
@@ -253,3 +250,21 @@ class Transport:
             return
         self._closed = True
         await trio.aclose_forcefully(self.stream)
+
+
+def keepalive_timers(sock: socket.socket | trio.socket.SocketType, idle: float) -> bool:
+    """Set TCP keepalive's timers on ``sock`` (Linux; other systems keep their own):
+    the first probe after ``idle`` seconds of silence, then one every third of that,
+    three unanswered ones dropping the connection. Set on a listening socket, they are
+    inherited by every connection it accepts, which then needs only ``SO_KEEPALIVE``
+    (three system calls fewer per connection). False if the system refuses."""
+    if not hasattr(socket, "TCP_KEEPIDLE"):
+        return True
+    seconds = max(1, round(idle))
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, seconds // 3))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except OSError:
+        return False
+    return True
