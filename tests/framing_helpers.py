@@ -3,6 +3,8 @@ split of the bytes into reads."""
 
 from __future__ import annotations
 
+from wscompat.protocol.framing.lengths import hybi_header
+
 
 def mask(payload: bytes, key: bytes) -> bytes:
     return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
@@ -23,6 +25,22 @@ def client_frame(
     else:
         head = bytes([first, flag | 127]) + n.to_bytes(8, "big")
     return head + (key + mask(payload, key) if masked else payload)
+
+
+def frames_of(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """Each whole hybi frame at the start of ``data``: (first byte, mask key or b"",
+    payload unmasked); an incomplete frame at the end is left out."""
+    out = []
+    pos = 0
+    while (header := hybi_header(data, pos)) is not None:
+        head, length = header
+        if pos + head + length > len(data):
+            break
+        key = data[pos + head - 4 : pos + head] if data[pos + 1] & 0x80 else b""
+        payload = data[pos + head : pos + head + length]
+        out.append((data[pos], key, mask(payload, key) if key else payload))
+        pos += head + length
+    return out
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:

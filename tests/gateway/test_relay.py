@@ -12,11 +12,10 @@ import trio
 import wscompat
 from wscompat.gateway import DRAFT_HEADER
 from wscompat.protocol.framing import HybiFramer
-from wscompat.protocol.framing.lengths import hybi_header
 from wscompat.protocol.handshake.hybi import accept_key
 from wscompat.trio.connection import Connection
 
-from ..framing_helpers import mask
+from ..framing_helpers import frames_of
 from ..rawclient import RawPeer, client_frame, open_rfc6455, read_until
 from .conftest import Backend, GatewayStarter, backend_view, header
 
@@ -128,21 +127,6 @@ async def test_an_http2_client_is_relayed_to_a_backend_over_http11(
 
 def server_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     return client_frame(opcode, payload, fin=fin, masked=False)
-
-
-def frames_of(data: bytes) -> list[tuple[int, bytes, bytes]]:
-    """Each whole frame of ``data``: (first byte, mask key or b"", payload unmasked)."""
-    out = []
-    pos = 0
-    while (header := hybi_header(data, pos)) is not None:
-        head, length = header
-        if pos + head + length > len(data):
-            break
-        key = data[pos + head - 4 : pos + head] if data[pos + 1] & 0x80 else b""
-        payload = data[pos + head : pos + head + length]
-        out.append((data[pos], key, mask(payload, key) if key else payload))
-        pos += head + length
-    return out
 
 
 async def scripted_backend(nursery: trio.Nursery, script: bytes, frames_in: int

@@ -10,9 +10,8 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from wscompat.drafts import Draft
 from wscompat.protocol.framing import HixieFramer, HybiFramer, Message
-from wscompat.protocol.framing.lengths import hybi_header
 
-from ...framing_helpers import client_frame, mask
+from ...framing_helpers import client_frame, frames_of
 
 
 def server_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
@@ -22,21 +21,6 @@ def server_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0)
 def backend_leg(max_message_size: int | None = 2**20) -> HybiFramer:
     """A gateway's backend leg: a client framer reading a server's frames."""
     return HybiFramer(client=True, max_message_size=max_message_size)
-
-
-def frames_of(data: bytes) -> list[tuple[int, bytes, bytes]]:
-    """Each frame of ``data`` as (first byte, mask key or b"", payload unmasked)."""
-    out = []
-    pos = 0
-    while pos < len(data):
-        header = hybi_header(data, pos)
-        assert header is not None
-        head, length = header
-        key = data[pos + head - 4 : pos + head] if data[pos + 1] & 0x80 else b""
-        payload = data[pos + head : pos + head + length]
-        out.append((data[pos], key, mask(payload, key) if key else payload))
-        pos += head + length
-    return out
 
 
 def test_a_run_of_whole_data_frames_is_taken_up_to_the_first_other_frame() -> None:
@@ -126,6 +110,16 @@ def test_what_is_left_is_parsed_as_usual_after_the_run() -> None:
     assert (first, payload) == (0x8A, b"p")  # the ping is answered
 
 
+def framed(framer: HybiFramer, messages: list[str | bytes]) -> bytes:
+    """The bytes ``framer`` sends for ``messages``, text as text, bytes as binary."""
+    for message in messages:
+        if isinstance(message, str):
+            framer.send_text(message)
+        else:
+            framer.send_binary(message)
+    return b"".join(framer.chunks_to_send())
+
+
 messages = st.lists(st.one_of(st.text(max_size=200), st.binary(max_size=300)), max_size=12)
 
 
@@ -139,35 +133,21 @@ def test_relayed_both_ways_the_messages_arrive_as_sent(
     to the client: each end parses exactly the messages sent, whatever part of the
     read the run covers."""
     client = HybiFramer(client=True)
-    for message in sent:
-        if isinstance(message, str):
-            client.send_text(message)
-        else:
-            client.send_binary(message)
-    wire = b"".join(client.chunks_to_send())
+    wire = framed(client, sent)
     read = wire[: cut % (len(wire) + 1)]
     gateway_front, gateway_back = HybiFramer(), HybiFramer(client=True)
     end, count = gateway_front.whole_frames(read)
     if count:
         assert gateway_back.pass_frames(read[:end])
     gateway_front.receive_data(read[end:] + wire[len(read) :])
-    for event in gateway_front.events():
-        assert isinstance(event, Message)
-        if isinstance(event.data, str):
-            gateway_back.send_text(event.data)
-        else:
-            gateway_back.send_binary(event.data)
-    to_backend = b"".join(gateway_back.chunks_to_send())
+    parsed = gateway_front.events()
+    assert all(isinstance(event, Message) for event in parsed)
+    to_backend = framed(gateway_back, [event.data for event in parsed])  # type: ignore[union-attr]
     backend = HybiFramer()
     backend.receive_data(to_backend)
     assert [e.data for e in backend.events()] == sent  # type: ignore[union-attr]
 
-    for message in sent:
-        if isinstance(message, str):
-            backend.send_text(message)
-        else:
-            backend.send_binary(message)
-    echo = b"".join(backend.chunks_to_send())
+    echo = framed(backend, sent)
     end, count = gateway_back.whole_frames(echo)
     assert end == len(echo) and count == len(sent)
     assert gateway_front.pass_frames(echo) or not sent
