@@ -12,10 +12,10 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import trio
 
+from wscompat.protocol.urls import parse_ws_url
 from wscompat.vectors.report import printable
 
 __all__ = [
@@ -76,17 +76,10 @@ class Target:
 def parse_target(url: str) -> Target:
     """The target of ``url``; UsageError for anything but a ws:// or wss:// URL."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        parsed = parse_ws_url(url)
     except ValueError as exc:
-        raise UsageError(f"{url!r} is not a URL: {exc}") from None
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise UsageError(f"{url!r} is not a ws:// or wss:// URL")
-    if parts.fragment:
-        raise UsageError(f"{url!r} has a fragment, which WebSocket URLs cannot have")
-    secure = parts.scheme == "wss"
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(url, parts.hostname, port or (443 if secure else 80), resource, secure)
+        raise UsageError(str(exc)) from None
+    return Target(url, parsed.host, parsed.port, parsed.resource, parsed.secure)
 
 
 def tls_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:

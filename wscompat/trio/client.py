@@ -13,7 +13,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from urllib.parse import urlsplit
 
 import trio
 from websockets.extensions import ClientExtensionFactory
@@ -27,6 +26,7 @@ from wscompat.protocol.connection import (
 )
 from wscompat.protocol.handshake.client import ClientHandshake
 from wscompat.protocol.http import Headers, Request
+from wscompat.protocol.urls import parse_ws_url
 from wscompat.trio.connection import Connection, IOSettings
 from wscompat.trio.http2_client import (
     H2Client,
@@ -49,14 +49,9 @@ __all__ = [
 
 def split_url(url: str) -> tuple[str, int, str, bool]:
     """Host, port, resource (path and query) and whether TLS is wanted, of a ws:// or
-    wss:// URL; ValueError for any other."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a ws:// or wss:// URL: {url}")
-    secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.hostname, port, resource, secure
+    wss:// URL; ValueError for any other (see :func:`parse_ws_url`)."""
+    parsed = parse_ws_url(url)
+    return parsed.host, parsed.port, parsed.resource, parsed.secure
 
 
 async def open_stream(

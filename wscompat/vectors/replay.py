@@ -44,13 +44,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import trio
 
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
 from wscompat.protocol.handshake.location import split_host
+from wscompat.protocol.urls import parse_ws_url
 from wscompat.trio.client import open_stream
 from wscompat.vectors.expect import status_of
 from wscompat.vectors.format import (
@@ -116,14 +116,11 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     Raises ValueError otherwise: vectors carry their own request targets, so a URL path
     would be silently ignored.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
-    if parts.path not in ("", "/") or parts.query:
+    parsed = parse_ws_url(url)
+    if parsed.resource != "/":
         raise ValueError(f"{url!r} has a path: vectors send their own request targets "
                          "(and hixie answers echo them), so give ws://host:port/ only")
-    secure = parts.scheme == "wss"
-    return parts.hostname, parts.port or (443 if secure else 80), secure
+    return parsed.host, parsed.port, parsed.secure
 
 
 class CannotConnect(Exception):
