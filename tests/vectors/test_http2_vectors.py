@@ -710,3 +710,62 @@ def test_frames_no_step_can_name_are_recorded_raw(tmp_path: Path) -> None:
     again = load(_write(tmp_path, recorded, "again"))
     assert [s.kind for s in again.steps] == [s.kind for s in vector.steps]
     assert check(again).ok, check(again).problem
+
+
+SECRET = "Zq7SECRETx9"
+
+
+def _raw_block_recording(block_fields: list[tuple[str, str]], *, split: bool
+                         ) -> tuple[dict[str, Any], bytes]:
+    """A client that opens a WebSocket on stream 1, then sends a header block on
+    stream 2 (which no client opens), literal HPACK, whole or as HEADERS plus
+    CONTINUATION; the vector recorded and the block's frames as sent."""
+    opening = hpack.Encoder().encode([(":method", "CONNECT"), (":protocol", "websocket"),
+                                      (":scheme", "http"), (":path", "/"),
+                                      (":authority", "x")])
+    block = hpack.Encoder().encode(block_fields, huffman=False)
+    if split:
+        cut = len(block) // 2
+        frames = _frame(1, 0x1, 2, block[:cut]) + _frame(9, 0x4, 2, block[cut:])
+    else:
+        frames = _frame(1, 0x5, 2, block)
+    recording = Recording()
+    recording.received(PREFACE + _frame(4, 0, 0, b"") + _frame(1, 0x4, 1, opening))
+    recording.received(frames)
+    recording.sent(_frame(4, 0, 0, b""))
+    recording.received_eof()
+    recording.sent_eof()
+    vector = recording.vector(ServerOptions())
+    assert vector is not None
+    return vector, frames
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["headers", "continuation"])
+def test_a_secret_in_a_header_block_kept_raw_is_redacted(split: bool) -> None:
+    """A header block on a stream no client opens is kept as raw frames; when a field in
+    it is one to redact, the block is made again with the field redacted, so the secret
+    is in the vector neither as text nor as hex, and the frames still decode."""
+    vector, frames = _raw_block_recording(
+        [(":method", "GET"), (":path", f"/x?token={SECRET}"), (":scheme", "http"),
+         (":authority", "x"), ("authorization", f"Bearer {SECRET}"),
+         ("cookie", f"session={SECRET}")], split=split)
+    text = json.dumps(vector)
+    secret = SECRET.encode()
+    for form in (SECRET, secret.hex(), " ".join(f"{b:02x}" for b in secret)):
+        assert form not in text
+    (raw,) = [bytes.fromhex(s["h2_frames"]["hex"]) for s in vector["steps"]
+              if "h2_frames" in s]
+    assert raw != frames
+    assert raw[3:5] == b"\x01\x05" and int.from_bytes(raw[5:9], "big") == 2
+    fields = [(n.decode(), v.decode()) for n, v in hpack.Decoder().decode(raw[9:], raw=True)]
+    assert ("authorization", "[redacted]") in fields and ("cookie", "[redacted]") in fields
+    assert "made again with its redacted fields" in vector["description"]
+
+
+def test_a_header_block_kept_raw_with_nothing_to_redact_goes_as_it_came() -> None:
+    vector, frames = _raw_block_recording(
+        [(":method", "GET"), (":path", "/x"), (":scheme", "http"), (":authority", "x")],
+        split=True)
+    (raw,) = [bytes.fromhex(s["h2_frames"]["hex"]) for s in vector["steps"]
+              if "h2_frames" in s]
+    assert raw == frames

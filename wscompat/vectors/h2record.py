@@ -87,6 +87,10 @@ class _Reader:
     """A header block waiting for its CONTINUATION frames: stream, END_STREAM, bytes."""
     raw_block = False
     """The header block going on is on a stream no client opens: kept as raw frames."""
+    raw_fragment: bytearray = field(default_factory=bytearray)
+    """The client's part of such a block so far: decoded once whole, for its secrets."""
+    raw_end = False
+    """END_STREAM on the HEADERS frame that began it."""
     block_frames: bytearray = field(default_factory=bytearray)
     """The frames of the header block going on, as they came."""
     broken: str = ""
@@ -130,13 +134,34 @@ class _Reader:
                 isinstance(frame, HeadersFrame | DataFrame | RstStreamFrame)
                 and frame.stream_id % 2 == 0):
             return []
-        if isinstance(frame, HeadersFrame | ContinuationFrame):
-            self.raw_block = "END_HEADERS" not in frame.flags
-            if not self.raw_block:
-                self.block_frames.clear()
-        if self.side == "client":
+        if self.side != "client":
+            if isinstance(frame, HeadersFrame | ContinuationFrame):
+                self.raw_block = "END_HEADERS" not in frame.flags
+                if not self.raw_block:
+                    self.block_frames.clear()
+            return [("misplaced", frame.stream_id, type(frame).__name__)]
+        if not isinstance(frame, HeadersFrame | ContinuationFrame):
             return [("raw", 0, raw)]
-        return [("misplaced", frame.stream_id, type(frame).__name__)]
+        # The client's header block goes as raw frames too, but only once it is whole:
+        # decoded, it may hold a field to redact, which the raw bytes would carry.
+        if isinstance(frame, HeadersFrame):
+            self.raw_fragment = bytearray(frame.data)
+            self.raw_end = "END_STREAM" in frame.flags
+        else:
+            self.raw_fragment += frame.data
+        self.raw_block = "END_HEADERS" not in frame.flags
+        if self.raw_block:
+            return []
+        frames = bytes(self.block_frames)
+        self.block_frames.clear()
+        fragment, self.raw_fragment = bytes(self.raw_fragment), bytearray()
+        try:
+            fields: tuple[tuple[str, str], ...] | None = tuple(
+                (_text(name), _text(value))
+                for name, value in self.decoder.decode(fragment, raw=True))
+        except (HPACKError, ValueError):
+            fields = None  # not HPACK: nothing in it can be told apart, let alone kept
+        return [("raw_headers", frame.stream_id, (fields, self.raw_end, frames))]
 
     def _frame(self, frame: Frame) -> list[tuple[str, int, Any]]:
         sid = frame.stream_id
@@ -251,6 +276,8 @@ class _Builder:
             self.steps.append({"h2_reset": value, "stream": sid})
         elif kind == "goaway":
             self.steps.append({"h2_goaway": value})
+        elif kind == "raw_headers":
+            self.client("raw", 0, self._raw_block(sid, *value))
         elif kind == "raw":
             if "h2_frames" in last:
                 last["h2_frames"] += value
@@ -260,6 +287,34 @@ class _Builder:
                     "client opens, or an empty header list) are kept as raw h2_frames.")
             if note not in self.notes:
                 self.notes.append(note)
+
+    def _raw_block(self, sid: int, fields: tuple[tuple[str, str], ...] | None, end: bool,
+                   frames: bytes) -> bytes:
+        """A client's header block on a stream no client opens, as the vector keeps it:
+        the frames as they came, unless a field in it is one to redact. Then the block
+        is made again, the redacted list encoded literally in one HEADERS frame: a
+        secret never reaches the vector, even in raw frames, and the server still sees
+        a header block where none may be. An undecodable block goes as it came (it
+        holds no field to find)."""
+        if fields is None:
+            return frames
+        shown = self._redacted(fields)
+        if shown == list(fields):
+            return frames
+        again = HeadersFrame(sid)
+        again.flags.add("END_HEADERS")
+        if end:
+            again.flags.add("END_STREAM")
+        # Never indexed: the block adds nothing to the server's HPACK table, which the
+        # replayer's own encoder could not know of.
+        again.data = hpack.Encoder().encode(
+            [hpack.NeverIndexedHeaderTuple(name, value) for name, value in shown],
+            huffman=False)
+        note = (f"The client's header block on stream {sid} is made again with its "
+                "redacted fields.")
+        if note not in self.notes:
+            self.notes.append(note)
+        return bytes(again.serialize())
 
     def server(self, kind: str, sid: int, value: Any) -> None:
         last = self.steps[-1] if self.steps else {}
