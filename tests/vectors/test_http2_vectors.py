@@ -769,3 +769,16 @@ def test_a_header_block_kept_raw_with_nothing_to_redact_goes_as_it_came() -> Non
     (raw,) = [bytes.fromhex(s["h2_frames"]["hex"]) for s in vector["steps"]
               if "h2_frames" in s]
     assert raw == frames
+
+
+def test_a_connection_that_ends_within_the_preface_is_read_as_http11() -> None:
+    """The preface cut short (a client that gave up, or a scanner) is the HTTP/1.1 request
+    its first line is, to worth_keeping() and vector() alike: they agree."""
+    recording = Recording()
+    recording.received(PREFACE[:19])
+    recording.received_eof()
+    recording.sent_eof()
+    options = ServerOptions(record_plain=True)
+    assert recording.worth_keeping(plain=True)
+    vector = recording.vector(options)
+    assert vector is not None and vector["draft"] != "rfc8441"

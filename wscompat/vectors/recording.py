@@ -403,11 +403,19 @@ class Recording:
         """Bytes held, both ways."""
         return len(self.client.data) + len(self.server.data)
 
+    @property
+    def _h2(self) -> bool:
+        """The client sent the whole HTTP/2 preface. A connection that ended within it
+        is read as the HTTP/1.1 request its first line is, by both worth_keeping() and
+        vector(), so they agree on whether a vector is made."""
+        data = self.client.data
+        return len(data) >= len(PREFACE) and is_h2(data[: len(PREFACE)])
+
     def worth_keeping(self, *, plain: bool = True) -> bool:
         """Whether the exchange makes a vector, decided cheaply: a complete HTTP request
         head, not refused for load (503), and unless ``plain``, a WebSocket request (an
         ``Upgrade`` or ``Sec-WebSocket-*`` / ``WebSocket-*`` field)."""
-        if len(self.client.data) >= len(PREFACE) and is_h2(self.client.data[:len(PREFACE)]):
+        if self._h2:
             return True  # HTTP/2: h2_vector decides once the frames are decoded
         if self.head_end is None or not _REQUEST_START.match(self.client.data):
             return False
@@ -429,7 +437,7 @@ class Recording:
         plain = options is None or options.record_plain
         if redaction is None:
             redaction = DEFAULT_REDACTION if options is None else Redaction.of(options)
-        if is_h2(self.client.data[: len(PREFACE)]):
+        if self._h2:
             return self._h2_vector(options, redaction, plain=plain)
         if self.head_end is None or not self.worth_keeping(plain=plain):
             return None
