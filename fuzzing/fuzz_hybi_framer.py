@@ -3,7 +3,9 @@
 permessage-deflate or x-webkit-deflate-frame agreed: receiving never raises, yields only
 messages, pongs and one documented close, and does not depend on how the bytes are cut
 into reads. Masked frames can be built from the input, so that the fuzzer reaches past
-the framing rules into message assembly, UTF-8 checks and inflation.
+the framing rules into message assembly, UTF-8 checks and inflation. Relayed as a
+gateway relays (whole data frames taken, passed to the other side, parsed at the far
+end), the same bytes give the same events.
 Usage: ``python fuzzing/fuzz_hybi_framer.py [libFuzzer flags] [corpus dir]``."""
 
 from __future__ import annotations
@@ -67,6 +69,38 @@ def run(draft: Draft, client: bool, offer: str | None, limit: int | None,
     return events + framer.events()
 
 
+def run_relayed(draft: Draft, client: bool, offer: str | None, limit: int | None,
+                pieces: list[bytes]) -> list[Event]:
+    """As run(), but as a gateway reads: each read's leading whole data frames are taken
+    by ``whole_frames()``, passed to a framer of the other side (``pass_frames()``:
+    unchanged, or masked anew), and what that one sends is parsed by a framer of this
+    side, as the peer at the end would; the rest of the read is parsed as usual."""
+    extensions = [] if client else list(agreed(draft, offer))
+    framer = HybiFramer(draft, max_message_size=limit, client=client, extensions=extensions)
+    events: list[Event] = []
+    for read in pieces:
+        end, count = framer.whole_frames(read)
+        rest = read
+        if count:
+            events += framer.events()
+            other = HybiFramer(draft, client=not client)
+            if not other.pass_frames(read[:end]):
+                raise AssertionError("the other side refused frames whole_frames() took")
+            peer = HybiFramer(draft, max_message_size=limit, client=client)
+            peer.receive_data(b"".join(other.chunks_to_send()))
+            relayed = peer.events()
+            if len(relayed) != count or not all(isinstance(e, Message) for e in relayed):
+                raise AssertionError(f"{count} frames taken, relayed as {relayed!r}")
+            events += relayed
+            rest = read[end:]
+        if rest:
+            framer.receive_data(rest)
+    framer.data_to_send()
+    events += framer.events()
+    framer.receive_eof()
+    return events + framer.events()
+
+
 def without_reasons(events: list[Event]) -> list[object]:
     return [(e.code, e.by_peer) if isinstance(e, Closed) else e for e in events]
 
@@ -99,6 +133,9 @@ def TestOneInput(data: bytes) -> None:
     pieces = run(draft, client, offer, limit, support.split(stream, cuts))
     if not same_outcome(whole, pieces):
         raise AssertionError(f"whole {whole!r}, in pieces {pieces!r}")
+    relayed = run_relayed(draft, client, offer, limit, support.split(stream, cuts))
+    if without_reasons(relayed) != without_reasons(pieces):
+        raise AssertionError(f"parsed {pieces!r}, relayed {relayed!r}")
 
 
 if __name__ == "__main__":
