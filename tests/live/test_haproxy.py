@@ -132,13 +132,14 @@ def _haproxy_binary() -> str:
 
 
 @asynccontextmanager
-async def run_haproxy(backend_port: int, workdir: Path) -> AsyncIterator[HAProxy]:
+async def run_haproxy(backend_port: int, workdir: Path, config_template: str = CONFIG
+                      ) -> AsyncIterator[HAProxy]:
     """haproxy in front of ``backend_port``; killed and reaped on exit, always."""
     binary = _haproxy_binary()
     for attempt in range(5):  # the free port may be taken before haproxy binds it
         port = free_port()
         config = workdir / f"haproxy-{attempt}.cfg"
-        config.write_text(CONFIG.format(port=port, backend_port=backend_port))
+        config.write_text(config_template.format(port=port, backend_port=backend_port))
         log_path = workdir / f"haproxy-{attempt}.log"
         with log_path.open("wb") as log_file:
             process = await trio.lowlevel.open_process(
@@ -358,3 +359,40 @@ async def test_haproxy_holds_key3_until_the_101(tmp_path: Path, early_head: bool
         assert data == b"", f"nothing may come back while key3 is held; got {data!r}"
         assert report.key3 == b"", "key3 stays in haproxy while the backend waits for it"
         assert waited >= STUCK_TIMEOUT - 0.1
+
+
+# -- RFC 8441 through haproxy's HTTP/2 frontend ---------------------------------------------
+
+H2_FRONTEND = CONFIG.replace("    bind 127.0.0.1:{port}\n", "    bind 127.0.0.1:{port} proto h2\n")
+
+
+@pytest.mark.parametrize(("server_line", "reached_as"), [
+    ("", ("1.1", "rfc6455")),
+    (" proto h2", ("2", "rfc8441")),
+], ids=["to-http11", "to-http2"])
+async def test_an_rfc8441_client_through_haproxy(
+    start_server: Starter, tmp_path: Path, server_line: str, reached_as: tuple[str, str]
+) -> None:
+    """haproxy's HTTP/2 frontend (cleartext, ``proto h2``) advertises extended CONNECT,
+    so wscompat's client opens an RFC 8441 stream through it. haproxy turns it into an
+    HTTP/1.1 upgrade to wscompat, or, with ``proto h2`` on the server line, passes it on
+    as RFC 8441 on an HTTP/2 connection (docs/deployment.md)."""
+    seen: list[tuple[str, str]] = []
+
+    async def handler(ws: wscompat.Connection) -> None:
+        seen.append((ws.http_version, ws.generation))
+        async for message in ws:
+            await ws.send(message)
+
+    config = H2_FRONTEND.replace("server ws 127.0.0.1:{backend_port}",
+                                 "server ws 127.0.0.1:{backend_port}" + server_line)
+    with trio.fail_after(TEST_TIMEOUT):
+        server = await start_server(handler)
+        async with run_haproxy(server.port, tmp_path, config) as proxy:
+            url = f"ws://127.0.0.1:{proxy.port}/over-h2"
+            async with wscompat.connect(url, http2=True) as ws:
+                assert ws.http_version == "2"
+                for message in ("hello", "中文 😀", bytes(range(256)) * 300):
+                    await ws.send(message)
+                    assert await ws.receive() == message
+    assert seen == [reached_as]

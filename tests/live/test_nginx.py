@@ -209,7 +209,8 @@ async def stop_nginx(process: trio.Process) -> None:
 
 
 @asynccontextmanager
-async def run_nginx(backend_port: int, workdir: Path) -> AsyncIterator[Nginx]:
+async def run_nginx(backend_port: int, workdir: Path, config_template: str = CONFIG
+                    ) -> AsyncIterator[Nginx]:
     """nginx in front of ``backend_port``; its whole process group is stopped on exit."""
     binary = nginx_binary()
     output = ""
@@ -218,7 +219,8 @@ async def run_nginx(backend_port: int, workdir: Path) -> AsyncIterator[Nginx]:
         rundir.mkdir()
         port = free_port()
         config = rundir / "nginx.conf"
-        config.write_text(CONFIG.format(dir=rundir, port=port, backend_port=backend_port))
+        config.write_text(config_template.format(dir=rundir, port=port,
+                                                 backend_port=backend_port))
         stderr_path = rundir / "stderr.log"
         with stderr_path.open("wb") as stderr_file:
             process = await trio.lowlevel.open_process(
@@ -538,3 +540,33 @@ async def test_hixie75_response_as_relayed_by_nginx(
     assert proxied_seen.path == "/proxied"
     assert proxied_seen.messages == [text]
     assert (proxied_seen.close_code, proxied_seen.closed_by) == (1000, "peer")
+
+
+# -- HTTP/2: no extended CONNECT ---------------------------------------------------------------
+
+H2_CONFIG = CONFIG.replace("        listen 127.0.0.1:{port};\n",
+                           "        listen 127.0.0.1:{port} http2;\n")
+
+
+async def test_an_rfc8441_client_is_refused_by_nginx_http2(
+    start_server: Starter, tmp_path: Path
+) -> None:
+    """nginx speaks HTTP/2 (here cleartext, ``listen … http2``) but its SETTINGS do not
+    offer extended CONNECT, so an RFC 8441 client cannot open a WebSocket through it:
+    wscompat's client says so and never sends the CONNECT. A browser falls back to an
+    HTTP/1.1 upgrade on a connection of its own, which nginx passes (docs/deployment.md);
+    the server sees no connection at all."""
+    seen: list[str] = []
+
+    async def handler(ws: wscompat.Connection) -> None:
+        seen.append(ws.generation)
+
+    with trio.fail_after(TEST_TIMEOUT):
+        server = await start_server(handler)
+        async with run_nginx(server.port, tmp_path, H2_CONFIG) as nginx:
+            with pytest.raises(HandshakeRejected, match="extended CONNECT") as refused:
+                async with wscompat.connect(f"ws://127.0.0.1:{nginx.port}/over-h2",
+                                            http2=True):
+                    pass
+    assert refused.value.status == 0
+    assert seen == []
