@@ -428,11 +428,12 @@ class Connection(RequestView):
         receive() is not to be used meanwhile. Only where
         :meth:`can_relay` says so; :meth:`end_relay` undoes it.
 
-        With ``frames``, whole data frames that ``target`` can send unchanged (from a
-        backend to a hybi or RFC 8441 client, no extension on either side) skip
-        ``sink`` and leave as they came, in one piece per read; they are counted as
-        messages all the same. Only for a ``sink`` that sends every message on as it
-        is; a read that begins with anything else is parsed and handed to ``sink``.
+        With ``frames``, the whole data frames a read begins with skip ``sink`` where
+        both sides' framers allow it (hybi or RFC 8441, no extension on either side):
+        they leave ``target`` in one piece as they came, masked anew when ``target``
+        is a client, and are counted as messages all the same. Only for a ``sink``
+        that sends every message on as it is; the rest of the read is parsed and
+        handed to ``sink``.
         """
         if not self.can_relay(target):
             raise RuntimeError("relay() needs plain sockets and a flusher on the target")
