@@ -55,10 +55,16 @@ def frames_from(fdp: Any) -> bytes:
     return out
 
 
+def framer_for(draft: Draft, client: bool, offer: str | None, limit: int | None
+               ) -> HybiFramer:
+    """The framer under test: a client's, or a server's with what ``offer`` agrees."""
+    extensions = [] if client else list(agreed(draft, offer))
+    return HybiFramer(draft, max_message_size=limit, client=client, extensions=extensions)
+
+
 def run(draft: Draft, client: bool, offer: str | None, limit: int | None,
         pieces: list[bytes]) -> list[Event]:
-    extensions = [] if client else list(agreed(draft, offer))
-    framer = HybiFramer(draft, max_message_size=limit, client=client, extensions=extensions)
+    framer = framer_for(draft, client, offer, limit)
     for piece in pieces:
         framer.receive_data(piece)
     framer.data_to_send()
@@ -75,8 +81,7 @@ def run_relayed(draft: Draft, client: bool, offer: str | None, limit: int | None
     by ``whole_frames()``, passed to a framer of the other side (``pass_frames()``:
     unchanged, or masked anew), and what that one sends is parsed by a framer of this
     side, as the peer at the end would; the rest of the read is parsed as usual."""
-    extensions = [] if client else list(agreed(draft, offer))
-    framer = HybiFramer(draft, max_message_size=limit, client=client, extensions=extensions)
+    framer = framer_for(draft, client, offer, limit)
     events: list[Event] = []
     for read in pieces:
         end, count = framer.whole_frames(read)

@@ -156,9 +156,7 @@ class _Reader:
         self.block_frames.clear()
         fragment, self.raw_fragment = bytes(self.raw_fragment), bytearray()
         try:
-            fields: tuple[tuple[str, str], ...] | None = tuple(
-                (_text(name), _text(value))
-                for name, value in self.decoder.decode(fragment, raw=True))
+            fields: tuple[tuple[str, str], ...] | None = self._decoded(fragment)
         except (HPACKError, ValueError):
             fields = None  # not HPACK: nothing in it can be told apart, let alone kept
         return [("raw_headers", frame.stream_id, (fields, self.raw_end, frames))]
@@ -185,14 +183,18 @@ class _Reader:
             return [("settings", 0, dict(frame.settings))]
         return []  # acknowledgements, windows, pings, priorities, unknown types
 
+    def _decoded(self, block: bytes) -> tuple[tuple[str, str], ...]:
+        """A whole header block's fields, decoded in order (HPACK keeps state)."""
+        return tuple((_text(name), _text(value))
+                     for name, value in self.decoder.decode(block, raw=True))
+
     def _block_done(self, frame: Frame) -> list[tuple[str, int, Any]]:
         if "END_HEADERS" not in frame.flags:
             return []
         assert self.block is not None
         sid, end, block = self.block
         self.block = None
-        fields = tuple((_text(name), _text(value))
-                       for name, value in self.decoder.decode(bytes(block), raw=True))
+        fields = self._decoded(bytes(block))
         frames = bytes(self.block_frames)
         self.block_frames.clear()
         if isinstance(frame, PushPromiseFrame):
