@@ -6,8 +6,8 @@ Prints ``listening PORT`` (or ``listening PATH``) once it accepts connections; w
 ``--tls`` it serves wss:// with the certificate and key in PEM. What a
 connection gets depends on its path:
 
-``/headers...``    first a JSON text message: the path, the request's header fields and
-                   the subprotocol chosen; then it echoes
+``/headers...``    first a JSON text message: the path, the request's header fields, the
+                   subprotocol chosen and the extensions agreed; then it echoes
 ``/reject/NNN``    refused with HTTP status NNN
 ``/slow-accept``   answered after 60 s (longer than any gateway waits)
 ``/close/NNNN``    echoes one message, then closes with code NNNN, reason "bye"
@@ -81,6 +81,7 @@ async def handler(ws: ServerConnection) -> None:
                 "path": path,
                 "headers": list(ws.request.headers.raw_items()),
                 "subprotocol": ws.subprotocol,
+                "extensions": [ext.name for ext in ws.protocol.extensions],
             }))
         elif path.startswith("/close/"):
             await ws.send(await ws.recv())

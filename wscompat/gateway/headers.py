@@ -11,7 +11,7 @@ subprotocols, the fields of :attr:`HeaderPolicy.forward` (``Cookie``,
 ``X-Forwarded-Host``  the client's ``Host``
 ``Forwarded``         the same three as RFC 7239 says them (``for=...;host=...;proto=...``)
 ``X-WebSocket-Draft`` the client's draft: ``hixie-75``, ``hixie-76``, ``hybi-07``,
-                      ``hybi-08`` or ``rfc6455``
+                      ``hybi-08``, ``rfc6455``, or ``rfc8441`` over HTTP/2
 
 A client can send ``X-Forwarded-For`` or ``Forwarded`` itself to pose as another
 address, so the ones it sends are dropped, unless :attr:`HeaderPolicy.trust_forwarded`

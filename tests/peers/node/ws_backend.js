@@ -11,6 +11,8 @@
 //                  (code, reason) under KEY
 //   /recorded/KEY  one JSON text message: what is kept under KEY (null if nothing
 //                  after 5 s), then a close
+//   /pings         echoes, but answers the text "pings?" with the number of pings
+//                  received so far (ws answers each with a pong itself)
 //   anything else  echoes: text as text, binary as binary
 // Subprotocols: "superchat" if offered, else "chat", else none.
 "use strict";
@@ -70,6 +72,15 @@ server.on("connection", (ws, request) => {
     ws.send(JSON.stringify({ path, headers: headersOf(request), subprotocol: ws.protocol || null }));
   } else if (path === "/binary") {
     ws.send(Buffer.from([0, 1, 2]), { binary: true });
+  }
+  if (path === "/pings") {
+    let pings = 0;
+    ws.on("ping", () => { pings += 1; });
+    ws.on("message", (data, isBinary) => {
+      const asked = !isBinary && data.toString() === "pings?";
+      ws.send(asked ? String(pings) : data, { binary: isBinary });
+    });
+    return;
   }
   const closing = path.startsWith("/close/") ? Number(path.slice(7, 11)) : null;
   ws.on("message", (data, isBinary) => {
