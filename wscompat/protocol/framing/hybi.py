@@ -526,14 +526,19 @@ class HybiFramer(Framer):
         size = len(data)
         pos = count = 0
         with memoryview(data) as view:
-            while pos < size:
+            while pos + 1 < size:
                 first = data[pos]
-                if first not in (0x81, 0x82):
+                second = data[pos + 1]
+                if first not in (0x81, 0x82) or second & 0x80 != mask_bit:
                     break
-                header = hybi_header(data, pos)
-                if header is None or data[pos + 1] & 0x80 != mask_bit:
-                    break
-                head, length = header
+                length = second & 0x7F
+                if length < 126:  # the common short frame, without a call
+                    head = 6 if mask_bit else 2
+                else:
+                    header = hybi_header(data, pos)
+                    if header is None:
+                        break
+                    head, length = header
                 end = pos + head + length
                 if end > size or (limit is not None and length > limit):
                     break
@@ -569,9 +574,13 @@ class HybiFramer(Framer):
         pos, size = 0, len(frames)
         with memoryview(frames) as view:
             while pos < size:
-                header = hybi_header(frames, pos)
-                assert header is not None  # whole frames, as whole_frames() took them
-                head, length = header
+                length = frames[pos + 1] & 0x7F
+                if length < 126:
+                    head = 6
+                else:
+                    header = hybi_header(frames, pos)
+                    assert header is not None  # whole frames, as whole_frames() took them
+                    head, length = header
                 end = pos + head + length
                 key = mask_key()
                 # The payload is unmasked and masked again in one pass, with the XOR
