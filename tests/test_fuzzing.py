@@ -28,8 +28,8 @@ SEEDS = {"fuzz_vectors_loader": [ROOT / "vectors"]}
 def test_every_parser_has_a_harness() -> None:
     assert HARNESSES == [
         "fuzz_client_handshake", "fuzz_hixie_framer", "fuzz_http2", "fuzz_http_head",
-        "fuzz_hybi_framer", "fuzz_origin", "fuzz_recorder", "fuzz_server_handshake",
-        "fuzz_sniff", "fuzz_vectors_loader",
+        "fuzz_hybi_framer", "fuzz_origin", "fuzz_proxy_header", "fuzz_recorder",
+        "fuzz_server_handshake", "fuzz_sniff", "fuzz_vectors_loader",
     ]
 
 

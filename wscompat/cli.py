@@ -524,6 +524,9 @@ def _add_serve_arguments(s: argparse.ArgumentParser) -> None:
 
 def _add_operations_arguments(s: argparse.ArgumentParser, option: Callable[..., None]) -> None:
     """Health, metrics, shutdown, processes: what running it in production needs."""
+    option("proxy_protocol", action="store_true",
+           help="every connection begins with a PROXY protocol header (v1 or v2, "
+           "haproxy's send-proxy) giving the client's address; others are closed")
     option("health_path", type=_health_path, metavar="PATH",
            help="plain GET/HEAD here answers 200 while serving, 503 while shutting down; "
            "'none' = off")

@@ -196,6 +196,12 @@ class ServerOptions:
     reuse_port: bool = False
     """Listen with SO_REUSEPORT, so that several server processes share the port (as
     ``--workers`` does; also for a supervisor of your own)."""
+    proxy_protocol: bool = False
+    """Every connection begins with a PROXY protocol header (version 1 or 2, as
+    haproxy's ``send-proxy`` and many load balancers send it), and the client's address
+    is the one it gives; a connection that begins otherwise is closed. Only behind a
+    proxy that sends it on every connection: anyone who can connect directly could
+    claim any address."""
     drain_time: float = 0.0
     """Seconds, on a graceful shutdown, during which the health check answers 503 and
     everything is still served, before connections are closed: time for a load balancer

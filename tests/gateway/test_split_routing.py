@@ -6,6 +6,7 @@ gateway's hop. The backend tells by ``X-WebSocket-Draft`` which way each came.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from wscompat.gateway import DRAFT_HEADER
 from wscompat.protocol.handshake.client import ClientHandshake
 
 from ..live.test_haproxy import run_haproxy
+from ..live.test_proxy_protocol import CLIENT_HOST, first_text, open_from
 from .conftest import Backend, GatewayStarter, backend_view, header
 
 SPLIT = """\
@@ -117,3 +119,24 @@ async def test_the_websockets_client_goes_straight_to_the_backend(
             first, echo = await trio.to_thread.run_sync(run, proxy.port)
     assert echo == "straight"
     assert f'"{DRAFT_HEADER}"' not in first
+
+
+async def test_the_gateway_learns_the_clients_address_from_haproxy(
+    start_gateway: GatewayStarter, py_backend: Backend, tmp_path: Path
+) -> None:
+    """In TCP mode the gateway would see haproxy's address; with ``send-proxy-v2`` on the
+    gateway's line and ``--proxy-protocol`` on the gateway, the backend is told the
+    client's own (here 127.0.0.2, haproxy being 127.0.0.1)."""
+    gateway = await start_gateway(py_backend.url, proxy_protocol=True)
+    config = (SPLIT.replace("DIRECT", str(py_backend.port))
+              .replace("server gw 127.0.0.1:{backend_port}",
+                       "server gw 127.0.0.1:{backend_port} send-proxy-v2"))
+    with trio.fail_after(30):
+        async with run_haproxy(gateway.port, tmp_path, config) as proxy:
+            stream, buffered = await open_from(CLIENT_HOST, proxy.port, Draft.HIXIE76,
+                                               "/headers/proxied")
+            view = json.loads(await first_text(stream, Draft.HIXIE76, buffered))
+            await stream.aclose()
+    assert header(view, "X-Forwarded-For") == [CLIENT_HOST]
+    assert header(view, "Forwarded")[0].startswith(f"for={CLIENT_HOST};")
+    assert header(view, DRAFT_HEADER) == ["hixie-76"]

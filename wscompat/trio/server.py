@@ -25,6 +25,7 @@ import trio
 from wscompat.metrics import Metrics
 from wscompat.options import ServerOptions
 from wscompat.protocol.connection import Phase, ServerConnection
+from wscompat.protocol.proxy_header import ProxyHeaderError, parse_proxy_header
 from wscompat.trio.connection import Flusher, Keepalive
 from wscompat.trio.http2 import serve_http2
 from wscompat.trio.policy import serve_policy
@@ -154,8 +155,15 @@ async def _serve_connection(
     server.active += 1
     contexts: list[object] = []
     try:
+        proto: ServerConnection | None = None
         with trio.move_on_after(options.handshake_timeout) as deadline:
-            proto, transport = await _open(transport, server, remote, contexts)
+            first = b""
+            if options.proxy_protocol:
+                proxied = await _proxy_header(transport, server, remote)
+                if proxied is None:
+                    return
+                remote, first = proxied
+            proto, transport = await _open(transport, server, remote, contexts, first)
         if deadline.cancelled_caught or proto is None:
             await not_opened(server, remote, transport, contexts,
                               timed_out=deadline.cancelled_caught)
@@ -183,17 +191,41 @@ async def _serve_connection(
             await recorder.save()
 
 
+async def _proxy_header(
+    transport: Transport, server: Server, remote: tuple[str, int] | None,
+) -> tuple[tuple[str, int] | None, bytes] | None:
+    """Read the PROXY protocol header a TCP-mode proxy sends first (``proxy_protocol``):
+    the client's address it gives (the socket's own when it gives none) and the bytes
+    read past it. None when the connection ends first or begins with anything else,
+    which closes it: behind such a proxy every connection has the header."""
+    data = b""
+    while True:
+        chunk = await transport.receive(server.options.read_size)
+        if not chunk:
+            return None  # a probe that connected and left
+        data += chunk
+        try:
+            header = parse_proxy_header(data)
+        except ProxyHeaderError as exc:
+            logger.info("%s %s: closed", fmt_remote(remote), exc)
+            server.count_error("proxy_header")
+            return None
+        if header is not None:
+            return header.source or remote, data[header.size :]
+
+
 async def _open(
     transport: Transport, server: Server, remote: tuple[str, int] | None,
-    contexts: list[object],
+    contexts: list[object], first: bytes = b"",
 ) -> tuple[ServerConnection | None, Transport]:
-    """The WebSocket handshake, behind a TLS handshake when the client starts with one.
+    """The WebSocket handshake, behind a TLS handshake when the client starts with one;
+    ``first``: bytes of the connection read already.
 
     Returns the open protocol connection (None when there is none) and the transport
     the connection continues on: a TLS one for wss clients.
     """
     options = server.options
-    proto = await _handshake(transport, server, remote, contexts, secure=False)
+    proto = await _handshake(transport, server, remote, contexts, secure=False, first=first)
     if proto is None or proto.phase is not Phase.TLS:
         return proto, transport
     if options.ssl_context is None:
@@ -221,12 +253,15 @@ async def _open(
 
 async def _handshake(
     transport: Transport, server: Server, remote: tuple[str, int] | None,
-    contexts: list[object], *, secure: bool,
+    contexts: list[object], *, secure: bool, first: bytes = b"",
 ) -> ServerConnection | None:
     """Drive a protocol connection through its handshake: the open connection, one in
-    phase TLS (its ``buffered`` bytes are the ClientHello's start), or None."""
+    phase TLS (its ``buffered`` bytes are the ClientHello's start), or None. ``first``:
+    the connection's bytes read already, fed before any read."""
     options = server.options
     proto = ServerConnection(options.settings, secure=secure)
+    if first:
+        proto.receive_data(first)
     while True:
         if proto.phase is Phase.DECIDE:
             await decide(proto, server, remote, contexts)
