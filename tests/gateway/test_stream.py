@@ -18,7 +18,9 @@ import trio
 import wscompat
 from wscompat import Draft
 
-from .conftest import GatewayStarter
+from ..trio.test_hostile_drafts import chorus
+from .conftest import Backend, GatewayStarter
+from .test_failures import open_quiet
 
 HOST = "127.0.0.1"
 StreamHandler = Callable[[trio.SocketStream], Awaitable[None]]
@@ -157,3 +159,42 @@ async def test_a_unix_socket_stream(
                                     draft=Draft.HIXIE75) as ws:
             await ws.send(base64.b64encode(b"\x00RFB 003.008\n").decode())
             assert base64.b64decode(str(await ws.receive())) == b"\x00RFB 003.008\n"
+
+
+@pytest.mark.parametrize("draft", [Draft.HIXIE76, Draft.RFC6455], ids=str)
+async def test_a_client_that_stops_reading_holds_the_stream_back(
+    start_gateway: GatewayStarter, nursery: trio.Nursery, py_backend: Backend, draft: Draft
+) -> None:
+    """A byte stream that floods is held back by the client that does not read: what
+    the stream wrote stops growing within the buffers on the way (the gateway's, base64
+    included, and the kernel's), while a chorus of clients of every draft keeps echoing
+    through the same gateway to a WebSocket backend."""
+    written = [0]
+    ended: list[bool] = []
+
+    async def tcp_flood(stream: trio.SocketStream) -> None:
+        chunk = bytes(65536)
+        async with stream:
+            try:
+                while True:
+                    await stream.send_all(chunk)
+                    written[0] += len(chunk)
+            except trio.BrokenResourceError:
+                ended.append(True)
+
+    flood = await serve_tcp(nursery, tcp_flood)
+    gateway = await start_gateway(py_backend.url, routes={"/flood": f"tcp://{HOST}:{flood}"})
+    with trio.fail_after(30):
+        async with chorus(gateway.port) as c:
+            stream = await open_quiet(gateway.port, draft, "/flood")
+            counts = []
+            for _ in range(6):
+                await trio.sleep(0.5)
+                counts.append(written[0])
+            held = not ended  # still connected, only held back
+            await c.advance()
+            await stream.aclose()
+    assert held, "the gateway closed the stream instead of holding it back"
+    assert counts[0] > 0, "nothing was written"
+    assert counts[-1] == counts[-2], f"the stream is still being read: {counts}"
+    assert counts[-1] < 48 * 2**20, counts
