@@ -10,9 +10,17 @@ import trio
 
 import wscompat
 from wscompat.cli import echo
+from wscompat.trio import connection
 from wscompat.trio.server import Handler
 
 Starter = Callable[..., Awaitable[wscompat.Server]]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scrub_shared_reads() -> None:
+    """Every test runs with the shared read buffers overwritten after each read, so a
+    view of one kept past its read shows as corrupt data in whatever test keeps it."""
+    connection.SCRUB_READS = True
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ from wscompat.errors import (
 )
 from wscompat.options import ServerOptions
 from wscompat.protocol.connection import ClientConnection, Established, ServerConnection
-from wscompat.protocol.framing import Closed, Event, Message, Pong, State
+from wscompat.protocol.framing import Closed, Event, HybiFramer, Message, Pong, State
 from wscompat.protocol.http import Request, RequestView
 from wscompat.protocol.http2 import H2ServerStream
 from wscompat.trio.transport import Transport
@@ -82,6 +82,21 @@ COALESCE_BELOW = 16384
 """Messages shorter than this, sent while more are queued, wait to leave in one write
 with the others; a longer one is written at once (a write of its own costs little
 beside its size, and gathering it would copy it)."""
+
+SCRUB_READS = False
+"""Overwrite a shared read buffer after each read (tests turn it on): a view of it kept
+past its read would then show as corrupt data at once rather than as a rare, silent
+change when the next read reuses the buffer."""
+_READ_BUFFERS: dict[int, bytearray] = {}
+
+
+def _read_buffer(size: int) -> bytearray:
+    """The read buffer of ``size`` bytes shared by the connections that read that much
+    at a time: one per size per process, for as long as the process lives."""
+    buffer = _READ_BUFFERS.get(size)
+    if buffer is None:
+        buffer = _READ_BUFFERS[size] = bytearray(size)
+    return buffer
 
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ServerOptions)}
@@ -265,6 +280,8 @@ class Connection(RequestView):
     """Called once when a relaying connection closes (not when its reader is merely
     cancelled: whoever cancelled it closes it)."""
     _passes = False
+    _shared: bytearray | None = None
+    """The read buffer this connection shares with others (see ``_read``), if any."""
     """Whole data frames go to the relay's target as they came (see relay())."""
 
     def __init__(
@@ -292,6 +309,8 @@ class Connection(RequestView):
         """Messages and bytes each way already added to the server's metrics."""
         self._settings = settings
         self._flusher = flusher
+        if transport.has_socket and type(protocol.framer) is HybiFramer:
+            self._shared = _read_buffer(settings.read_size)
         self._queue: deque[Data] | tuple[()] = _NO_MESSAGES
         self._queued = 0
         """Memory of the queued messages, in bytes (``sys.getsizeof``)."""
@@ -658,10 +677,10 @@ class Connection(RequestView):
                 if drained and transport.sync:
                     # The last read emptied the socket: wait before reading again.
                     await transport.wait_readable()
-                data = await self._read(size)
-                if data is None:
+                count = await self._read(size)
+                if not count:
                     break
-                if len(data) == size:
+                if count == size:
                     drained = False
                     await trio.lowlevel.checkpoint()  # more is waiting: let others run
                 else:
@@ -678,24 +697,48 @@ class Connection(RequestView):
             self._receivers.wake()
             self._closers.wake()
 
-    async def _read(self, size: int) -> bytes | None:
-        """One read fed to the protocol, its events handled; None when it was the EOF."""
+    async def _read(self, size: int) -> int:
+        """One read fed to the protocol, its events handled: the bytes read, 0 at EOF.
+
+        A hybi connection on a plain socket reads into one buffer shared by every such
+        connection of the size (``_shared``) and is fed a view of it: its framer copies
+        out what it keeps (payloads unmasked into bytes of their own, an incomplete
+        frame into its buffer), so no bytes object is made and freed per read, which
+        for reads of 128 KiB and more is an allocation the size of the read each time.
+        Nothing else runs between the read and the feeding, so the buffer is never
+        shared by two reads at once. A relay passes frames on as they came, so its
+        reads stay bytes of their own."""
         transport = self._transport
+        proto = self._proto
+        shared = self._shared
+        count: int | None = None
+        data: bytes | None = None
         try:
             # Mostly called once the socket is readable: read at once, with no
             # coroutine made for the wait that is not needed.
-            data = transport.try_receive(size)
-            if data is None:
-                data = await transport.receive(size)
+            if shared is not None and not self._passes:
+                count = transport.try_receive_into(shared)
+            if count is None:
+                data = transport.try_receive(size)
+                if data is None:
+                    data = await transport.receive(size)
+                count = len(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
-        proto = self._proto
-        if data:
-            self.stats.bytes_in += len(data)
+            count, data = 0, b""
+        if count:
+            self.stats.bytes_in += count
             self._last_received = trio.current_time()
-            rest = self._pass_on(data) if self._passes else data
-            if rest:
-                proto.receive_data(rest)
+            if data is None:
+                framer = proto.framer
+                assert shared is not None and isinstance(framer, HybiFramer)
+                with memoryview(shared) as whole, whole[:count] as view:
+                    framer.receive_data(view)
+                if SCRUB_READS:
+                    shared[:count] = bytes([0xEE]) * count
+            else:
+                rest = self._pass_on(data) if self._passes else data
+                if rest:
+                    proto.receive_data(rest)
         else:
             proto.receive_eof()
         self._dispatch(proto.events())
@@ -703,7 +746,7 @@ class Connection(RequestView):
             # A peer that vanished while a pong or close reply was written ends only
             # its own connection: _flush records 1006.
             await self._flush(quiet=True)
-        return data or None
+        return count
 
     def _pass_on(self, data: bytes) -> bytes:
         """Send the whole data frames that begin ``data`` on to the relay's target as

@@ -85,6 +85,12 @@ class Transport:
         return self._fd >= 0 or self._direct is not None
 
     @property
+    def has_socket(self) -> bool:
+        """Reads go straight to a socket of its own (no TLS, no HTTP/2 stream, no
+        recorder in between): what :meth:`try_receive_into` needs."""
+        return self._fd >= 0
+
+    @property
     def secure(self) -> bool:
         """TLS, here or under an HTTP/2 stream (whose ``secure`` says so)."""
         stream = self._stream
@@ -105,6 +111,20 @@ class Transport:
             return None
         try:
             return os.read(fd, max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"read failed: {exc}") from exc
+
+    def try_receive_into(self, buffer: bytearray) -> int | None:
+        """Read what the kernel has now into ``buffer``: the count (0 at EOF), or None
+        when a read would block or this stream has no synchronous path. No bytes object
+        is made for the read: large reads cost no allocation (see Connection._read)."""
+        fd = self._check()
+        if fd < 0:
+            return None
+        try:
+            return os.readv(fd, (buffer,))
         except BlockingIOError:
             return None
         except OSError as exc:

@@ -169,7 +169,7 @@ class HybiFramer(Framer):
 
     # -- receiving ---------------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         if self._discarding():
             return
         if self._buf and not self._missing:
@@ -203,7 +203,7 @@ class HybiFramer(Framer):
         need = header[0] + header[1] - len(self._buf)
         return need if 0 < need <= available else None
 
-    def _parse(self, buf: bytes | bytearray, pos: int) -> None:
+    def _parse(self, buf: bytes | bytearray | memoryview, pos: int) -> None:
         """Take every whole frame of ``buf`` from ``pos`` on; keep the incomplete rest."""
         size = len(buf)
         while pos < size:
@@ -264,7 +264,7 @@ class HybiFramer(Framer):
             pos = self._hand_over(buf, pos, end)
         self._keep(buf, pos)
 
-    def _input(self, data: bytes | bytearray) -> bytes | bytearray | None:
+    def _input(self, data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview | None:
         """The bytes to parse now: ``data`` itself when nothing was left over (parsed
         where it lies, with no copy), else the buffer with ``data`` added; None while a
         large frame is still being gathered."""
@@ -305,7 +305,7 @@ class HybiFramer(Framer):
             self._p.receive_data(frame_head + (apply_mask(payload, mask) if mask else payload))
             self._drain()
 
-    def _keep(self, buf: bytes | bytearray, pos: int) -> None:
+    def _keep(self, buf: bytes | bytearray | memoryview, pos: int) -> None:
         """Keep what follows ``pos`` (an incomplete frame) for the next read."""
         if buf is self._buf:
             del self._buf[:pos]
@@ -345,7 +345,7 @@ class HybiFramer(Framer):
         limit = _smaller(limit, self._max_frame)
         return limit is not None and length > limit
 
-    def _hand_over(self, buf: bytes | bytearray, pos: int, end: int) -> int:
+    def _hand_over(self, buf: bytes | bytearray | memoryview, pos: int, end: int) -> int:
         """Give ``buf[pos:end]`` (whole frames, or a header the protocol fails on) to
         the protocol; the offset that was consumed."""
         self._p.receive_data(bytes(buf[pos:end]))

@@ -14,7 +14,7 @@ __all__ = ["frame_end", "hixie_frame_end", "hybi_frame_end", "hybi_header", "hyb
 _U16 = 0xFFFF
 
 
-def hybi_header(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+def hybi_header(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int] | None:
     """``(header size, payload length)`` of the hybi frame at ``pos``, mask included;
     None while the header is incomplete. The first two bytes are ``data[pos:pos + 2]``."""
     if pos + 2 > len(data):
