@@ -280,9 +280,9 @@ class Connection(RequestView):
     """Called once when a relaying connection closes (not when its reader is merely
     cancelled: whoever cancelled it closes it)."""
     _passes = False
+    """Whole data frames go to the relay's target as they came (see relay())."""
     _shared: bytearray | None = None
     """The read buffer this connection shares with others (see ``_read``), if any."""
-    """Whole data frames go to the relay's target as they came (see relay())."""
 
     def __init__(
         self,
