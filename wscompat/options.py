@@ -289,6 +289,7 @@ class ServerOptions:
             hixie_binary=self.hixie_binary,
             subprotocols=None if self.subprotocols is None else frozenset(self.subprotocols),
             select_subprotocol=self.select_subprotocol,
+            proxy_protocol=self.proxy_protocol,
         )
 
     @cached_property

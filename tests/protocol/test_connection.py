@@ -54,6 +54,7 @@ from wscompat.protocol.framing import Closed, Event, HixieFramer, HybiFramer, Me
 from wscompat.protocol.handshake import HandshakeSettings
 from wscompat.protocol.handshake.client import ClientHandshake
 from wscompat.protocol.http import HeadParser, Request
+from wscompat.protocol.proxy_header import leading_header_size
 from wscompat.protocol.sniff import Kind
 from wscompat.vectors.format import EXPECTATIONS, Step, Vector, load_all, server_options
 
@@ -1271,8 +1272,12 @@ CLIENT_VECTORS = [
 
 
 def recorded_request(vector: Vector) -> Request:
-    parser = HeadParser()
-    request = parser.feed(next(s for s in vector.steps if s.kind == "send").data)
+    """The request head the vector's client sends (after the PROXY protocol header,
+    when the vector's server expects one)."""
+    data = b"".join(s.data for s in vector.steps if s.kind == "send")
+    if vector.options.get("proxy_protocol"):
+        data = data[leading_header_size(data) :]
+    request = HeadParser().feed(data)
     assert request is not None
     return request
 
@@ -1670,3 +1675,45 @@ def test_no_ping_goes_out_after_the_close(draft: Draft) -> None:
     with contextlib.suppress(WebSocketError):  # refusing it is as good as ignoring it
         server.send_ping(b"late")
     assert (server.data_to_send(), server.ping_pending(b"late")) == (b"", False)
+
+
+# -- behind a proxy that sends the PROXY protocol header -----------------------------------
+
+PROXIED = ConnectionSettings(subprotocols=frozenset({"chat"}), proxy_protocol=True)
+PROXY_V1 = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 80\r\n"
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_the_proxy_header_comes_first_and_gives_the_address(bytewise: bool) -> None:
+    conn = ServerConnection(PROXIED)
+    data = PROXY_V1 + hybi_request(13)
+    for piece in ([data[i : i + 1] for i in range(len(data))] if bytewise else [data]):
+        conn.receive_data(piece)
+    assert conn.proxied == ("192.0.2.7", 56324)
+    assert conn.phase is Phase.DECIDE
+    conn.accept("chat")
+    assert conn.data_to_send() == HYBI_101
+    conn.receive_data(MASKED_HELLO)
+    assert [e for e in conn.events() if isinstance(e, Message)] == [Message("Hello")]
+
+
+def test_without_the_proxy_header_the_connection_closes_unanswered() -> None:
+    conn = ServerConnection(PROXIED)
+    conn.receive_data(hybi_request(13))
+    assert conn.phase is Phase.REFUSED and conn.eof_wanted
+    assert conn.data_to_send() == b""
+    assert conn.proxy_error == "no PROXY protocol header"
+    assert conn.proxied is None and conn.rejection is None
+    conn.receive_data(b"more")  # what follows is not read
+    assert conn.data_to_send() == b""
+
+
+def test_the_proxy_header_is_read_once_not_inside_tls() -> None:
+    """A connection that came over TLS had its header read before the TLS began; a
+    header that names no client (a proxy's own check) keeps the socket's address."""
+    inner = ServerConnection(PROXIED, secure=True)
+    inner.receive_data(hybi_request(13))
+    assert inner.phase is Phase.DECIDE and inner.proxied is None
+    local = ServerConnection(PROXIED)
+    local.receive_data(b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00" + hybi_request(13))
+    assert local.phase is Phase.DECIDE and local.proxied is None

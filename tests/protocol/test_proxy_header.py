@@ -14,6 +14,7 @@ from wscompat.protocol.proxy_header import (
     V1_MAX,
     ProxyHeader,
     ProxyHeaderError,
+    ProxyHeaderReader,
     parse_proxy_header,
 )
 
@@ -101,3 +102,21 @@ def test_any_bytes_give_a_header_none_or_the_error(data: bytes) -> None:
 def test_what_follows_the_header_is_not_read(raw: bytes, rest: bytes) -> None:
     header = parse_proxy_header(raw + rest)
     assert header is not None and header.size == len(raw)
+
+
+@pytest.mark.parametrize(("raw", "source"), HEADERS, ids=range(len(HEADERS)))
+def test_the_reader_takes_the_header_read_by_read(raw: bytes, source: tuple[str, int] | None
+                                                  ) -> None:
+    reader = ProxyHeaderReader()
+    data = raw + REQUEST
+    for byte in data[: len(raw) - 1]:
+        assert reader.feed(bytes([byte])) is None
+    assert reader.feed(data[len(raw) - 1 :]) == REQUEST
+    assert reader.header == ProxyHeader(len(raw), source)
+
+
+def test_the_reader_keeps_what_came_when_there_is_no_header() -> None:
+    reader = ProxyHeaderReader()
+    with pytest.raises(ProxyHeaderError):
+        reader.feed(REQUEST[:5])
+    assert reader.received == REQUEST[:5] and reader.header is None

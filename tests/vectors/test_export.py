@@ -15,6 +15,7 @@ import dpkt  # type: ignore[import-untyped]
 import pytest
 
 from tests.docs.processes import environment, wscompat_executable
+from wscompat.protocol.proxy_header import leading_header_size
 from wscompat.vectors.capture import CaptureInfo, exchange_vector
 from wscompat.vectors.export import CLIENT, SERVER, pcapng_bytes
 from wscompat.vectors.format import Vector, load, load_all
@@ -119,7 +120,10 @@ def test_every_corpus_vector_survives_export_and_import(tmp_path: Path) -> None:
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(raw))
         again = load(path)
-        assert _wire(again) == _wire(vector), vector.id
+        wire = _wire(vector)
+        # A PROXY protocol header is left out on import, as the recorder leaves it out.
+        wire["client"] = wire["client"][leading_header_size(wire["client"]):]
+        assert _wire(again) == wire, vector.id
         kinds = [p.side + ("_eof" if p.eof else "") for p in pieces(vector) if p.side]
         merged = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
         assert [p.side + ("_eof" if p.eof else "") for p in pieces(again)] == merged, vector.id

@@ -16,7 +16,7 @@ from wscompat.drafts import Draft
 from wscompat.options import ServerOptions
 from wscompat.vectors.expect import match
 from wscompat.vectors.format import VectorError, check, load, vector_files
-from wscompat.vectors.recording import VECTOR_OPTIONS
+from wscompat.vectors.recording import UNRECORDED_OPTIONS, VECTOR_OPTIONS
 
 ROOT = Path(__file__).parents[2] / "vectors"
 SCHEMA = json.loads((ROOT / "schema.json").read_text(encoding="utf-8"))
@@ -195,7 +195,8 @@ def test_schema_options_are_server_options_and_recordable() -> None:
     options the schema allows."""
     allowed = set(SCHEMA["properties"]["options"]["properties"])
     assert allowed <= ServerOptions.names()
-    assert set(VECTOR_OPTIONS) == allowed
+    assert set(VECTOR_OPTIONS) | set(UNRECORDED_OPTIONS) == allowed
+    assert not set(VECTOR_OPTIONS) & set(UNRECORDED_OPTIONS)
 
 
 @pytest.mark.parametrize(

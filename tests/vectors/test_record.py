@@ -254,3 +254,38 @@ def test_serve_record_on_the_command_line(tmp_path: Path) -> None:
 )
 def test_frame_boundaries(draft: Draft, data: bytes, end: int | None) -> None:
     assert frame_end(draft, data, 0) == end
+
+
+async def test_behind_a_proxy_the_header_is_left_out(
+    start_server: Starter, tmp_path: Path
+) -> None:
+    """With ``proxy_protocol``, the PROXY protocol header that comes first (here in two
+    pieces) is not recorded: the vector holds the connection as the client made it,
+    none of the addresses the header names, and passes against a server without the
+    option."""
+    port = await _recording_server(start_server, tmp_path, proxy_protocol=True)
+    header = b"PROXY TCP4 203.0.113.99 198.51.100.1 56324 80\r\n"
+    request = (b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
+    hello = bytes.fromhex("81 85 37 fa 21 3d 7f 9f 4d 51 58")
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(header[:20])
+        await trio.sleep(0.05)
+        await stream.send_all(header[20:] + request + hello)
+        got = b""
+        while not got.endswith(b"\x81\x05Hello"):
+            got += await stream.receive_some(4096)
+        await stream.send_all(bytes.fromhex("88 82 37 fa 21 3d 34 12"))
+        while await stream.receive_some(4096):
+            pass
+        await stream.aclose()
+    path = await _one_file(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    assert "PROXY" not in text and "203.0.113.99" not in text
+    raw = json.loads(text)
+    first = raw["steps"][0]["send"]  # the head, and the frame that came with it
+    assert (first[0] if isinstance(first, list) else first).startswith("GET /chat HTTP/1.1")
+    assert "options" not in raw
+    await _passes(path, start_server)

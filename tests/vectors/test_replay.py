@@ -416,6 +416,6 @@ async def test_a_progress_bar_when_standard_error_is_a_terminal(start_server: St
         os.close(controller)
     assert code == 0, out[-2000:]
     text = shown.decode(errors="replace")
-    assert re.search(r"replay: +\d+%\|.*\| \d+/30 ", text), text[-1000:]
+    assert re.search(r"replay: +\d+%\|.*\| \d+/31 ", text), text[-1000:]
     assert "vector/s" in text
     assert "total " in out and "replay:" not in out  # the report alone on standard output

@@ -1,7 +1,10 @@
 """One WebSocket connection, sans-I/O, from its first byte to its close.
 
 Theory of operation: a :class:`ServerConnection` is fed every byte the socket gives,
-from the first one on. While the handshake runs, bytes go to the
+from the first one on. Behind a TCP-mode proxy that sends it (``proxy_protocol``),
+a PROXY protocol header comes first: it gives :attr:`proxied`, the client's address,
+and a connection without one is closed unanswered. While the handshake runs, bytes go
+to the
 :class:`~wscompat.protocol.handshake.server.ServerHandshake` (sniff, head, draft
 detection, hixie-76's key3); when the head is valid the connection waits in phase
 ``DECIDE`` for the I/O layer to call :meth:`accept` or :meth:`reject` (the I/O layer
@@ -43,6 +46,7 @@ from wscompat.protocol.handshake import Accepted, HandshakeSettings, ServerHands
 from wscompat.protocol.handshake import Phase as HandshakePhase
 from wscompat.protocol.handshake.client import ClientHandshake, ClientResult
 from wscompat.protocol.http import Request, RequestView
+from wscompat.protocol.proxy_header import ProxyHeaderError, ProxyHeaderReader
 from wscompat.protocol.sniff import Kind
 
 __all__ = [
@@ -94,6 +98,9 @@ class ConnectionSettings:
     hixie_binary: Literal["error", "base64"] = "error"
     subprotocols: frozenset[str] | None = None
     select_subprotocol: SelectSubprotocol | None = None
+    proxy_protocol: bool = False
+    """Each plain connection begins with a PROXY protocol header (a TLS connection had
+    its own read before the TLS began)."""
 
 
 class Phase(enum.Enum):
@@ -317,6 +324,13 @@ class ServerConnection(_Open):
         self.accepted: Accepted | None = None
         self._head = b""
         """The end of the handshake (the 101, hixie-76's answer), written before frames."""
+        self._proxy_header: ProxyHeaderReader | None = (
+            ProxyHeaderReader() if settings.proxy_protocol and not secure else None)
+        """While a PROXY protocol header is awaited: what reads it."""
+        self.proxied: tuple[str, int] | None = None
+        """The client's address, as the PROXY protocol header gave it."""
+        self.proxy_error: str | None = None
+        """Why the connection was closed unanswered: no valid PROXY protocol header."""
         self._init_open()
 
     # -- what the I/O layer asks --------------------------------------------------------
@@ -375,8 +389,31 @@ class ServerConnection(_Open):
         if framer is not None:
             framer.receive_data(data)
             return
+        if self._proxy_header is not None:
+            data = self._after_proxy_header(data)
+            if not data:
+                return
         self.handshake.receive_data(bytes(data))
         self._maybe_open()
+
+    def _after_proxy_header(self, data: bytes | bytearray) -> bytes:
+        """Take the PROXY protocol header from the front of the input: the bytes that
+        follow it, once it is whole (empty while it is not, or when the connection
+        begins otherwise, which closes it with nothing to say)."""
+        reader = self._proxy_header
+        assert reader is not None
+        try:
+            rest = reader.feed(bytes(data))
+        except ProxyHeaderError as exc:
+            self._proxy_header = None
+            self.proxy_error = str(exc)
+            self.handshake.phase = HandshakePhase.CLOSE
+            return b""
+        if rest is None:
+            return b""
+        self._proxy_header = None
+        self.proxied = reader.header.source if reader.header else None
+        return rest
 
     def receive_eof(self) -> None:
         if self.framer is not None:

@@ -20,7 +20,10 @@ from proxyprotocol.result import ProxyResult, is_ipv4, is_ipv6
 from proxyprotocol.v1 import ProxyProtocolV1
 from proxyprotocol.v2 import ProxyProtocolV2
 
-__all__ = ["V1_MAX", "V2_MAX", "ProxyHeader", "ProxyHeaderError", "parse_proxy_header"]
+__all__ = [
+    "V1_MAX", "V2_MAX", "ProxyHeader", "ProxyHeaderError", "ProxyHeaderReader",
+    "leading_header_size", "parse_proxy_header",
+]
 
 V1_PREFIX = b"PROXY "
 V1_MAX = 107
@@ -70,6 +73,40 @@ def parse_proxy_header(data: bytes | bytearray) -> ProxyHeader | None:
             return None
         return _header(ProxyProtocolV2(), bytes(data[:size]))
     raise ProxyHeaderError("no PROXY protocol header")
+
+
+def leading_header_size(data: bytes) -> int:
+    """The bytes of the whole header ``data`` begins with; 0 when it begins otherwise
+    (for the vector tools, which keep a connection as the client made it)."""
+    try:
+        header = parse_proxy_header(data)
+    except ProxyHeaderError:
+        return 0
+    return 0 if header is None else header.size
+
+
+class ProxyHeaderReader:
+    """Takes a connection's first bytes, read by read, until its header is whole: the
+    one place the server's connection and the recorder learn where it ends."""
+
+    __slots__ = ("header", "received")
+
+    def __init__(self) -> None:
+        self.received = b""
+        """Every byte fed while the header is not whole yet."""
+        self.header: ProxyHeader | None = None
+
+    def feed(self, data: bytes) -> bytes | None:
+        """The bytes that follow the header once it is whole, None while it is not.
+        ProxyHeaderError when the connection cannot begin with one (``received`` then
+        holds what came)."""
+        self.received += data
+        header = parse_proxy_header(self.received)
+        if header is None:
+            return None
+        self.header = header
+        rest, self.received = self.received[header.size :], b""
+        return rest
 
 
 def _header(version: ProxyProtocolV1 | ProxyProtocolV2, raw: bytes) -> ProxyHeader:

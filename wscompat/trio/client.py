@@ -55,12 +55,17 @@ def split_url(url: str) -> tuple[str, int, str, bool]:
 
 
 async def open_stream(
-    host: str, port: int, *, secure: bool = False, ssl_context: ssl.SSLContext | None = None
+    host: str, port: int, *, secure: bool = False, ssl_context: ssl.SSLContext | None = None,
+    before_tls: bytes = b"",
 ) -> trio.abc.Stream:
     """TCP to the server, with TLS when ``secure``, for a WebSocket over HTTP/1.1.
     ALPN, a setting of the whole context, is set to ``http/1.1`` on the context: one
-    that ``http2=True`` used offers ``h2`` otherwise, which an HTTP/2 server chooses."""
+    that ``http2=True`` used offers ``h2`` otherwise, which an HTTP/2 server chooses.
+    ``before_tls``: bytes sent in the clear first, as a TCP-mode proxy sends its PROXY
+    protocol header before the client's TLS."""
     stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    if before_tls:
+        await stream.send_all(before_tls)
     if secure:
         context = ssl_context or ssl.create_default_context()
         context.set_alpn_protocols(["http/1.1"])

@@ -25,7 +25,6 @@ import trio
 from wscompat.metrics import Metrics
 from wscompat.options import ServerOptions
 from wscompat.protocol.connection import Phase, ServerConnection
-from wscompat.protocol.proxy_header import ProxyHeaderError, parse_proxy_header
 from wscompat.trio.connection import Flusher, Keepalive
 from wscompat.trio.http2 import serve_http2
 from wscompat.trio.policy import serve_policy
@@ -157,13 +156,7 @@ async def _serve_connection(
     try:
         proto: ServerConnection | None = None
         with trio.move_on_after(options.handshake_timeout) as deadline:
-            first = b""
-            if options.proxy_protocol:
-                proxied = await _proxy_header(transport, server, remote)
-                if proxied is None:
-                    return
-                remote, first = proxied
-            proto, transport = await _open(transport, server, remote, contexts, first)
+            proto, transport, remote = await _open(transport, server, remote, contexts)
         if deadline.cancelled_caught or proto is None:
             await not_opened(server, remote, transport, contexts,
                               timed_out=deadline.cancelled_caught)
@@ -191,46 +184,25 @@ async def _serve_connection(
             await recorder.save()
 
 
-async def _proxy_header(
-    transport: Transport, server: Server, remote: tuple[str, int] | None,
-) -> tuple[tuple[str, int] | None, bytes] | None:
-    """Read the PROXY protocol header a TCP-mode proxy sends first (``proxy_protocol``):
-    the client's address it gives (the socket's own when it gives none) and the bytes
-    read past it. None when the connection ends first or begins with anything else,
-    which closes it: behind such a proxy every connection has the header."""
-    data = b""
-    while True:
-        chunk = await transport.receive(server.options.read_size)
-        if not chunk:
-            return None  # a probe that connected and left
-        data += chunk
-        try:
-            header = parse_proxy_header(data)
-        except ProxyHeaderError as exc:
-            logger.info("%s %s: closed", fmt_remote(remote), exc)
-            server.count_error("proxy_header")
-            return None
-        if header is not None:
-            return header.source or remote, data[header.size :]
-
-
 async def _open(
     transport: Transport, server: Server, remote: tuple[str, int] | None,
-    contexts: list[object], first: bytes = b"",
-) -> tuple[ServerConnection | None, Transport]:
-    """The WebSocket handshake, behind a TLS handshake when the client starts with one;
-    ``first``: bytes of the connection read already.
+    contexts: list[object],
+) -> tuple[ServerConnection | None, Transport, tuple[str, int] | None]:
+    """The WebSocket handshake, behind a TLS handshake when the client starts with one.
 
-    Returns the open protocol connection (None when there is none) and the transport
-    the connection continues on: a TLS one for wss clients.
+    Returns the open protocol connection (None when there is none), the transport the
+    connection continues on (a TLS one for wss clients) and the client's address (the
+    one a PROXY protocol header gave, with ``proxy_protocol``).
     """
     options = server.options
-    proto = await _handshake(transport, server, remote, contexts, secure=False, first=first)
+    proto = await _handshake(transport, server, remote, contexts, secure=False)
+    if proto is not None and proto.proxied is not None:
+        remote = proto.proxied
     if proto is None or proto.phase is not Phase.TLS:
-        return proto, transport
+        return proto, transport, remote
     if options.ssl_context is None:
         logger.info("%s TLS client on a plain port: closed", fmt_remote(remote))
-        return None, transport
+        return None, transport, remote
     tls = trio.SSLStream(PrefixedStream(transport.stream, proto.buffered),
                          options.ssl_context, server_side=True)
     try:
@@ -239,30 +211,29 @@ async def _open(
     except (trio.BrokenResourceError, trio.TooSlowError) as exc:
         logger.info("%s TLS handshake failed: %s", fmt_remote(remote), exc.__cause__ or exc)
         server.count_error("tls_handshake")
-        return None, transport
+        return None, transport, remote
     secure = Transport(tls)
     if tls.selected_alpn_protocol() == "h2" and options.http2:
         proto = ServerConnection(options.settings, secure=True)
         proto.http2_negotiated()
-        return proto, secure
+        return proto, secure, remote
     proto = await _handshake(secure, server, remote, contexts, secure=True)
     if proto is not None and proto.phase is Phase.TLS:
         proto = None  # TLS inside TLS
-    return proto, secure
+    return proto, secure, remote
 
 
 async def _handshake(
     transport: Transport, server: Server, remote: tuple[str, int] | None,
-    contexts: list[object], *, secure: bool, first: bytes = b"",
+    contexts: list[object], *, secure: bool,
 ) -> ServerConnection | None:
     """Drive a protocol connection through its handshake: the open connection, one in
-    phase TLS (its ``buffered`` bytes are the ClientHello's start), or None. ``first``:
-    the connection's bytes read already, fed before any read."""
+    phase TLS (its ``buffered`` bytes are the ClientHello's start), or None."""
     options = server.options
     proto = ServerConnection(options.settings, secure=secure)
-    if first:
-        proto.receive_data(first)
     while True:
+        if proto.proxied is not None:
+            remote = proto.proxied
         if proto.phase is Phase.DECIDE:
             await decide(proto, server, remote, contexts)
         elif proto.phase is Phase.PLAIN:
@@ -276,6 +247,10 @@ async def _handshake(
         if phase is Phase.TLS or phase is Phase.HTTP2:
             return proto
         if phase is Phase.REFUSED:
+            if proto.proxy_error is not None:  # nothing to answer, nothing to drain
+                logger.info("%s %s: closed", fmt_remote(remote), proto.proxy_error)
+                server.count_error("proxy_header")
+                return None
             refused(proto, server, remote, secure=secure)
             await _linger(transport, options.read_size)
             return None

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wscompat.drafts import Draft
+from wscompat.protocol.proxy_header import leading_header_size
 from wscompat.vectors.corpus import SCHEMA_NAME
 from wscompat.vectors.expect import status_of
 from wscompat.vectors.provenance import today, wscompat_tool
@@ -194,8 +195,12 @@ class TcpStreams:
             exchange = stream.exchange
             if port is not None and not exchange.server.endswith(f":{port}"):
                 continue
-            if not _REQUEST_START.match(exchange.data("client")[:64]):
+            skip = leading_header_size(exchange.data("client"))
+            if not _REQUEST_START.match(exchange.data("client")[skip : skip + 64]):
                 continue
+            if skip:
+                exchange.notes.append("the PROXY protocol header the proxy sent first is "
+                                      "left out, as wscompat serve --record leaves it out")
             for side, direction in stream.directions.items():
                 if direction.early:
                     lost = min(direction.early) - direction.delivered
@@ -241,11 +246,18 @@ def _handshake_ends(client: bytes, server: bytes) -> tuple[Draft, int, int] | No
 def _feed(exchange: Exchange) -> Recording:
     """A recording fed with the exchange as the server would have fed it."""
     recording = Recording(_ALL_FRAMES, exchange.started)
-    ends = _handshake_ends(exchange.data("client"), exchange.data("server"))
+    client = exchange.data("client")
+    skip = leading_header_size(client)  # a proxy's PROXY protocol header: left out
+    ends = _handshake_ends(client[skip:], exchange.data("server"))
     server_seen = 0
     opened = False
     for kind, data in exchange.events:
         if kind == "client":
+            if skip:  # the proxy's header, left out
+                rest, skip = data[skip:], max(skip - len(data), 0)
+                if rest:
+                    recording.received(rest)
+                continue
             recording.received(data)
         elif kind == "client_eof":
             recording.received_eof()

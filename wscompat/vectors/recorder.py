@@ -33,6 +33,7 @@ import trio
 
 from wscompat.drafts import Draft
 from wscompat.options import ServerOptions
+from wscompat.protocol.proxy_header import ProxyHeaderError, ProxyHeaderReader
 from wscompat.vectors.corpus import SCHEMA_NAME, schema_bytes
 from wscompat.vectors.recording import Recording, Redaction
 
@@ -51,11 +52,20 @@ NAME_ATTEMPTS = 16
 
 
 class RecordingStream(trio.abc.HalfCloseableStream):
-    """A stream that reports every byte through it to a recording, then passes it on."""
+    """A stream that reports every byte through it to a recording, then passes it on.
 
-    def __init__(self, inner: trio.abc.Stream, recording: Recording) -> None:
+    With ``proxy_header``, the connection begins with a PROXY protocol header from the
+    proxy in front (``proxy_protocol``): it is left out of the recording, which then
+    holds the connection as the client made it and none of the addresses the header
+    names. A connection without a valid header, which the server closes unanswered,
+    is recorded as it came."""
+
+    def __init__(self, inner: trio.abc.Stream, recording: Recording, *,
+                 proxy_header: bool = False) -> None:
         self.inner = inner
         self.recording = recording
+        self._header = ProxyHeaderReader() if proxy_header else None
+        """While the header is being left out: what reads it."""
 
     @property
     def socket(self) -> object:
@@ -76,11 +86,29 @@ class RecordingStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         data = await self.inner.receive_some(max_bytes)
-        if data:
+        if not data:
+            self.recording.received_eof()
+        elif self._header is None:
             self.recording.received(bytes(data))
         else:
-            self.recording.received_eof()
+            rest = self._after_header(bytes(data))
+            if rest:
+                self.recording.received(rest)
         return data
+
+    def _after_header(self, data: bytes) -> bytes:
+        """What of ``data`` follows the PROXY protocol header (nothing while it is not
+        whole; everything so far once the connection turns out to have none)."""
+        reader = self._header
+        assert reader is not None
+        try:
+            rest = reader.feed(data)
+        except ProxyHeaderError:
+            self._header = None
+            return reader.received
+        if rest is not None:
+            self._header = None
+        return rest or b""
 
     async def aclose(self) -> None:
         self.recording.sent_eof()
@@ -183,7 +211,7 @@ class ConnectionRecorder:
         self.recording = Recording(options.record_frames, datetime.datetime.now(datetime.UTC))
 
     def wrap(self, stream: trio.abc.Stream) -> RecordingStream:
-        return RecordingStream(stream, self.recording)
+        return RecordingStream(stream, self.recording, proxy_header=self.options.proxy_protocol)
 
     def opened(self, draft: Draft, leftover: bytes) -> None:
         self.recording.opened(draft, len(leftover))

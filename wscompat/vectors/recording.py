@@ -44,9 +44,8 @@ from wscompat.vectors.h2record import PREFACE, h2_vector, is_h2
 from wscompat.vectors.provenance import today, wscompat_tool
 
 __all__ = [
-    "REDACTED", "REDACTED_TOKEN", "Recording", "Redaction", "frame_end", "guess_draft",
-    "header_value", "redact",
-    "vector_options",
+    "REDACTED", "REDACTED_TOKEN", "UNRECORDED_OPTIONS", "VECTOR_OPTIONS", "Recording",
+    "Redaction", "frame_end", "guess_draft", "header_value", "redact", "vector_options",
 ]
 
 REDACTED = "[redacted]"
@@ -74,6 +73,10 @@ VECTOR_OPTIONS = (
     "compression_level", "compression_memory_level",
 )
 """Server options that change what a server answers, written into recorded vectors."""
+UNRECORDED_OPTIONS = ("proxy_protocol",)
+"""Options a vector may name that recordings never write: the recorder and the capture
+importer leave the PROXY protocol header out, so what they keep is the connection as
+the client made it, for a server without the option."""
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 """Where a request head ends, as the server's head parser decides it."""

@@ -50,6 +50,7 @@ import trio
 from wscompat.drafts import Draft
 from wscompat.errors import HandshakeRejected
 from wscompat.protocol.handshake.location import split_host
+from wscompat.protocol.proxy_header import leading_header_size
 from wscompat.protocol.urls import parse_ws_url
 from wscompat.trio.client import open_stream
 from wscompat.vectors.expect import status_of
@@ -219,6 +220,40 @@ def secure_expectations(vector: Vector) -> Vector:
     return dataclasses.replace(vector, steps=tuple(secure(step) for step in vector.steps))
 
 
+def proxy_header_first(vector: Vector) -> tuple[bytes, Vector]:
+    """The PROXY protocol header a vector's client sends first, and the vector without
+    it: over TLS the header goes in the clear before the TLS handshake, as the proxy
+    in front of a TLS server sends it, and the rest inside. A vector whose first bytes
+    are no header comes back as it is, with nothing to send first."""
+    sent = b"".join(step.data for step in vector.steps if step.kind == "send")
+    size = left = leading_header_size(sent)
+    if not size:
+        return b"", vector
+    steps: list[Step] = []
+    for step in vector.steps:
+        if left and step.kind == "send":
+            taken = min(left, len(step.data))
+            left -= taken
+            rest = step.data[taken:]
+            if rest:
+                steps.append(dataclasses.replace(step, data=rest, chunks=_after(step.chunks,
+                                                                               taken)))
+            continue
+        steps.append(step)
+    return sent[:size], dataclasses.replace(vector, steps=tuple(steps))
+
+
+def _after(chunks: tuple[int, ...], taken: int) -> tuple[int, ...]:
+    """A send step's chunk sizes once its first ``taken`` bytes are gone."""
+    out: list[int] = []
+    for size in chunks:
+        cut = min(size, taken)
+        taken -= cut
+        if size - cut:
+            out.append(size - cut)
+    return tuple(out)
+
+
 def _options_key(options: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True)
 
@@ -316,15 +351,24 @@ async def replay_vector(vector: Vector, settings: ReplaySettings) -> Outcome:
         outcome.problem = (f"needs a server started with options {_options_key(vector.options)}"
                            if vector.options else "needs a server started with default options")
         return outcome
+    before_tls = b""
     if settings.secure:
         vector = secure_expectations(vector)
+        if vector.options.get("proxy_protocol") and not vector.http2:
+            before_tls, vector = proxy_header_first(vector)
     peer: _Peer | None = None
     with trio.move_on_after(settings.vector_deadline) as deadline:
         try:
             with trio.fail_after(settings.timeout):
-                opener = open_h2_stream if vector.http2 else open_stream
-                stream = await opener(settings.host, settings.port, secure=settings.secure,
-                                      ssl_context=settings.ssl_context)
+                if vector.http2:
+                    stream = await open_h2_stream(settings.host, settings.port,
+                                                  secure=settings.secure,
+                                                  ssl_context=settings.ssl_context)
+                else:
+                    stream = await open_stream(settings.host, settings.port,
+                                               secure=settings.secure,
+                                               ssl_context=settings.ssl_context,
+                                               before_tls=before_tls)
         except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
             stop = _connect_error(exc, settings)
             if stop is not None:
