@@ -128,3 +128,42 @@ def test_hixie76_key_generated_as_clients_do(spaces: int, number: int, noise: st
     key = digits[:1] + noise + digits[1:]
     key = key[0] + " " * spaces + key[1:] if len(key) > 1 else key + " " * spaces + "x"
     assert key_number(key) == part
+
+
+def _fed_through_one_buffer(f: HixieFramer | HybiFramer, pieces: list[bytes]) -> None:
+    """Each piece read into one reused buffer, as the I/O layer's shared read buffer
+    is: longer than the piece, 0xFF past it (an end byte a search must not reach), and
+    overwritten after each call (a view kept past its read would see the change)."""
+    buffer = bytearray(b"\xff" * 4096)
+    for piece in pieces:
+        buffer[: len(piece)] = piece
+        f.receive_into(buffer, len(piece))
+        buffer[:] = b"\xee" * len(buffer)
+        buffer[len(piece) :] = b"\xff" * (len(buffer) - len(piece))
+
+
+@given(st.sampled_from([Draft.HIXIE75, Draft.HIXIE76, Draft.RFC6455]),
+       st.one_of(st.binary(max_size=2000), messages.map(lambda m: fragment(m, [700])),
+                 st.lists(st.text(max_size=600), max_size=4).map(
+                     lambda texts: b"".join(b"\x00" + t.encode() + b"\xff" for t in texts))),
+       st.lists(st.integers(0, 10**6)))
+@settings(max_examples=300)
+def test_a_reused_read_buffer_parses_as_bytes_of_its_own(
+    draft: Draft, data: bytes, cuts: list[int]
+) -> None:
+    """receive_into(buffer, count) gives the events and replies receive_data gives."""
+    pieces = split(data, cuts)
+
+    def framer() -> HixieFramer | HybiFramer:
+        if draft is Draft.RFC6455:
+            return HybiFramer(max_message_size=4096)
+        return HixieFramer(draft, max_message_size=512)
+
+    by_bytes, by_buffer = framer(), framer()
+    for piece in pieces:
+        by_bytes.receive_data(piece)
+    _fed_through_one_buffer(by_buffer, pieces)
+    for f in (by_bytes, by_buffer):
+        f.receive_eof()
+    assert by_buffer.events() == by_bytes.events()
+    assert by_buffer.data_to_send() == by_bytes.data_to_send()

@@ -62,7 +62,7 @@ from wscompat.errors import (
 )
 from wscompat.options import ServerOptions
 from wscompat.protocol.connection import ClientConnection, Established, ServerConnection
-from wscompat.protocol.framing import Closed, Event, HybiFramer, Message, Pong, State
+from wscompat.protocol.framing import Closed, Event, Message, Pong, State
 from wscompat.protocol.http import Request, RequestView
 from wscompat.protocol.http2 import H2ServerStream
 from wscompat.trio.transport import Transport
@@ -309,7 +309,7 @@ class Connection(RequestView):
         """Messages and bytes each way already added to the server's metrics."""
         self._settings = settings
         self._flusher = flusher
-        if transport.has_socket and type(protocol.framer) is HybiFramer:
+        if transport.has_socket:
             self._shared = _read_buffer(settings.read_size)
         self._queue: deque[Data] | tuple[()] = _NO_MESSAGES
         self._queued = 0
@@ -700,11 +700,12 @@ class Connection(RequestView):
     async def _read(self, size: int) -> int:
         """One read fed to the protocol, its events handled: the bytes read, 0 at EOF.
 
-        A hybi connection on a plain socket reads into one buffer shared by every such
-        connection of the size (``_shared``) and is fed a view of it: its framer copies
-        out what it keeps (payloads unmasked into bytes of their own, an incomplete
-        frame into its buffer), so no bytes object is made and freed per read, which
-        for reads of 128 KiB and more is an allocation the size of the read each time.
+        A connection on a plain socket reads into one buffer shared by every such
+        connection of the size (``_shared``), which its framer parses where it lies
+        (``receive_into``) and copies out what it keeps (payloads unmasked or decoded
+        into objects of their own, an incomplete frame into its buffer), so no bytes
+        object is made and freed per read, which for reads of 128 KiB and more is an
+        allocation the size of the read each time.
         Nothing else runs between the read and the feeding, so the buffer is never
         shared by two reads at once. A relay passes frames on as they came, so its
         reads stay bytes of their own."""
@@ -729,10 +730,8 @@ class Connection(RequestView):
             self.stats.bytes_in += count
             self._last_received = trio.current_time()
             if data is None:
-                framer = proto.framer
-                assert shared is not None and isinstance(framer, HybiFramer)
-                with memoryview(shared) as whole, whole[:count] as view:
-                    framer.receive_data(view)
+                assert shared is not None and proto.framer is not None
+                proto.framer.receive_into(shared, count)
                 if SCRUB_READS:
                     shared[:count] = bytes([0xEE]) * count
             else:

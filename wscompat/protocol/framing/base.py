@@ -67,6 +67,12 @@ class Framer(abc.ABC):
     @abc.abstractmethod
     def receive_data(self, data: bytes | bytearray) -> None: ...
 
+    def receive_into(self, buffer: bytearray, count: int) -> None:
+        """Parse ``buffer[:count]``, a read buffer the I/O layer reuses for its next
+        read as soon as this returns: nothing may keep a view of it. This default
+        copies; the framers parse it where it lies."""
+        self.receive_data(bytes(buffer[:count]))
+
     @abc.abstractmethod
     def receive_eof(self) -> None: ...
 

@@ -62,24 +62,35 @@ class HixieFramer(Framer):
     # -- receiving ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
+        self._receive(data, len(data))
+
+    def receive_into(self, buffer: bytearray, count: int) -> None:
+        """Parse ``buffer[:count]`` where it lies: the I/O layer's shared read buffer,
+        searched for end bytes within ``count`` (a memoryview has no ``find``). What
+        is kept (decoded text, an incomplete tail) is copied out, so the buffer may be
+        read into again as soon as this returns."""
+        self._receive(buffer, count)
+
+    def _receive(self, data: bytes | bytearray, stop: int) -> None:
+        """Parse ``data[:stop]``; every search and length below is bounded by ``stop``."""
         if self.state is State.CLOSED or self.eof_wanted:
             return
         try:
             start = 0
             if self._frame is not None:
-                start = self._continue_frame(data)
+                start = self._continue_frame(data, 0, stop)
                 if start < 0:
                     return
             buf = self._buf
             if buf:  # an incomplete frame from an earlier read: the read joins it
                 with memoryview(data) as view:
-                    buf += view[start:]
+                    buf += view[start:stop]
                 src: bytes | bytearray = buf
-                pos = 0
+                pos, stop = 0, len(buf)
             else:  # parsed where it lies: only an incomplete tail is ever copied
                 src, pos = data, start
-            while pos < len(src) and not self.eof_wanted:
-                end = self._parse_one(src, pos)
+            while pos < stop and not self.eof_wanted:
+                end = self._parse_one(src, pos, stop)
                 if end < 0:
                     break
                 pos = end
@@ -90,21 +101,21 @@ class HixieFramer(Framer):
             return  # a close has already emptied the buffer
         if src is buf:
             del buf[:pos]
-        elif pos < len(src):
+        elif pos < stop:
             with memoryview(src) as view:
-                buf += view[pos:]
+                buf += view[pos:stop]
 
-    def _parse_one(self, src: bytes | bytearray, pos: int) -> int:
-        """Consume the frame starting at ``src[pos]``: the offset past it (the end of
-        ``src`` when a sentinel frame goes on in the next read), or -1 when a
-        length-prefixed frame needs more bytes."""
+    def _parse_one(self, src: bytes | bytearray, pos: int, stop: int) -> int:
+        """Consume the frame starting at ``src[pos]``: the offset past it (``stop``
+        when a sentinel frame goes on in the next read), or -1 when a length-prefixed
+        frame needs more bytes."""
         frame_type = src[pos]
         if frame_type & 0x80 == 0:
-            return self._sentinel(src, frame_type, pos)
-        return self._length_prefixed(src, frame_type, pos)
+            return self._sentinel(src, frame_type, pos, stop)
+        return self._length_prefixed(src, frame_type, pos, stop)
 
-    def _sentinel(self, src: bytes | bytearray, frame_type: int, pos: int) -> int:
-        end = src.find(0xFF, pos + 1)
+    def _sentinel(self, src: bytes | bytearray, frame_type: int, pos: int, stop: int) -> int:
+        end = src.find(0xFF, pos + 1, stop)
         if end >= 0 and (self._max is None or end - pos - 1 <= self._max):
             if frame_type == 0x00 and self.state is State.OPEN:
                 with memoryview(src) as view:
@@ -114,21 +125,21 @@ class HixieFramer(Framer):
         # Not complete in this read (or over the limit): the frame goes on piece by
         # piece, and none of its bytes stay in the buffer.
         self._frame = frame_type
-        self._continue_frame(src, pos + 1)  # -1 here: over the limit has raised
-        return len(src)
+        self._continue_frame(src, pos + 1, stop)  # -1 here: over the limit has raised
+        return stop
 
-    def _continue_frame(self, data: bytes | bytearray, start: int = 0) -> int:
-        """Take the current sentinel frame's share of ``data[start:]``: the offset past
-        its end byte, or -1 when it goes on in the next read."""
-        end = data.find(0xFF, start)
-        stop = len(data) if end < 0 else end
-        size = self._size + stop - start
+    def _continue_frame(self, data: bytes | bytearray, start: int, stop: int) -> int:
+        """Take the current sentinel frame's share of ``data[start:stop]``: the offset
+        past its end byte, or -1 when it goes on in the next read."""
+        end = data.find(0xFF, start, stop)
+        last = stop if end < 0 else end
+        size = self._size + last - start
         over = self._max is not None and size > self._max
         text = self._frame == 0x00 and self.state is State.OPEN
         if text:
             # The bytes before the limit are checked before the limit is, so that an
             # invalid byte there fails the frame (1007) however the input was split.
-            upto = start + (self._max - self._size) if self._max is not None and over else stop
+            upto = start + (self._max - self._size) if self._max is not None and over else last
             with memoryview(data) as view:
                 self._decode(view[start:upto], final=end >= 0 and not over)
         if over:
@@ -169,11 +180,13 @@ class HixieFramer(Framer):
         self._events.append(Message(parts[0] if len(parts) == 1 else "".join(parts)))
         self._parts = []
 
-    def _length_prefixed(self, buf: bytes | bytearray, frame_type: int, pos: int) -> int:
+    def _length_prefixed(
+        self, buf: bytes | bytearray, frame_type: int, pos: int, stop: int
+    ) -> int:
         length = 0
         index = pos + 1
         while True:
-            if index >= len(buf):
+            if index >= stop:
                 return -1
             b = buf[index]
             index += 1
@@ -185,7 +198,7 @@ class HixieFramer(Framer):
         if frame_type == 0xFF and length == 0 and self.draft is Draft.HIXIE76:
             self._on_close_frame()
             return index
-        if len(buf) < index + length:
+        if stop < index + length:
             return -1
         return index + length  # the drafts define no data in these frames
 

@@ -189,6 +189,13 @@ class HybiFramer(Framer):
         if buf is not None:
             self._parse(buf, 0)
 
+    def receive_into(self, buffer: bytearray, count: int) -> None:
+        """Parse ``buffer[:count]`` through a view: everything kept is copied out
+        (payloads unmasked into bytes of their own, an incomplete frame into
+        ``_buf``), so the buffer may be read into again as soon as this returns."""
+        with memoryview(buffer) as whole, whole[:count] as view:
+            self.receive_data(view)
+
     def _discarding(self) -> bool:
         """After a close, input is discarded (RFC 6455 §1.4)."""
         p = self._lazy
