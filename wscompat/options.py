@@ -92,8 +92,8 @@ class ServerOptions:
     """Bytes of received messages held for the application before reading pauses."""
     close_timeout: float = 5.0
     """Seconds to wait for the peer's side of the closing handshake."""
-    read_size: int = 131072
-    """Bytes asked of the socket per read (128 KiB)."""
+    read_size: int = 262144
+    """Bytes asked of the socket per read (256 KiB)."""
     write_limit: int = 65536
     """Bytes queued to send before ``send()`` waits for the peer to read (backpressure);
     while that many wait, the connection also stops reading from the peer."""
