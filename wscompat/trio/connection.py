@@ -712,14 +712,19 @@ class Connection(RequestView):
         transport = self._transport
         proto = self._proto
         shared = self._shared
-        count: int | None = None
+        count: int | None
         data: bytes | None = None
         try:
             # Mostly called once the socket is readable: read at once, with no
             # coroutine made for the wait that is not needed.
             if shared is not None and not self._passes:
                 count = transport.try_receive_into(shared)
-            if count is None:
+                while count is None:  # nothing there yet: wait, then read into it again
+                    await transport.wait_readable()
+                    count = transport.try_receive_into(shared)
+                if count and self._passes:  # a relay began while this read waited
+                    data = bytes(shared[:count])
+            else:
                 data = transport.try_receive(size)
                 if data is None:
                     data = await transport.receive(size)
