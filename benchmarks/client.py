@@ -48,11 +48,11 @@ TIMEOUT = 30.0
 
 T = TypeVar("T")
 CLOSES = {"total": 0, "without_close_frame": 0}
+"""Closing handshakes done by this client, and those the server answered with bare EOF."""
 HANDSHAKE_POOL = 256
 """Opening handshakes made before the handshake phase and used in turn: making one costs
 the client 2 µs on RFC 6455 and 20 µs on hixie-76 (two keys of random digits, spaces
 and noise), which would otherwise count against the server in that row."""
-"""Closing handshakes done by this client, and those the server answered with bare EOF."""
 
 
 class BenchError(RuntimeError):
