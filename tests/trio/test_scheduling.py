@@ -18,6 +18,7 @@ How things are observed, without replacing any part of the server:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from collections.abc import Awaitable
@@ -1003,3 +1004,159 @@ async def test_a_receive_cancelled_at_the_fairness_checkpoint_loses_no_message(
         f"after {len(run.got)} messages the next receive() returned message "
         f"{int.from_bytes(run.next_message[:4], 'big')}"
     )
+
+
+# -- receive() reads the socket itself ------------------------------------------------------
+
+PING, PONG = 0x9, 0xA
+
+
+class ReaderSteps(trio.abc.Instrument):
+    """Counts the steps of the server connections' reader tasks (the test's peers are
+    raw sockets, so every reader is the server's)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("Connection.run_reader"):
+            self.count += 1
+
+
+async def echo_raw(peer: RawPeer, reader: FrameReader, payload: bytes) -> None:
+    await peer.send_all(client_frame(BINARY, payload))
+    assert await reader.frame() == (BINARY, payload)
+
+
+async def test_an_echo_loop_is_woken_by_the_socket_with_no_reader_step_per_message(
+    start_server: Starter,
+) -> None:
+    """Once a message has been handed over, an echo handler's receive() reads the socket
+    itself: round trips after the first take no step of the reader task (the reader would
+    otherwise wake for every message, then wake the handler)."""
+    server = await start_server()
+    steps = ReaderSteps()
+    with trio.fail_after(TEST_BOUND):
+        peer = await open_peer(server.port)
+        reader = FrameReader(peer)
+        for index in range(3):
+            await echo_raw(peer, reader, numbered(index))
+        trio.lowlevel.add_instrument(steps)
+        try:
+            for index in range(200):
+                await echo_raw(peer, reader, numbered(index))
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        await peer.aclose()
+    assert steps.count <= 2
+
+
+@pytest.mark.parametrize("away", ["elsewhere", "cancelled"])
+async def test_a_handler_that_stops_receiving_still_has_pings_answered_and_the_close_read(
+    start_server: Starter, away: str
+) -> None:
+    """The handler takes one message, then never calls receive() again: it waits on
+    something else, or its next receive() (which reads the socket itself) is cancelled.
+    The reader takes the socket back within a scheduler pass, so pings are answered,
+    later messages queue, and the peer's close is answered and the connection ended."""
+    left = trio.Event()
+
+    async def handler(ws: Connection) -> None:
+        await ws.receive()
+        if away == "cancelled":
+            with trio.move_on_after(DEADLINE):
+                await ws.receive()
+        left.set()
+        await trio.sleep_forever()
+
+    server = await start_server(handler)
+    with trio.fail_after(TEST_BOUND):
+        peer = await open_peer(server.port)
+        reader = FrameReader(peer)
+        await peer.send_all(client_frame(BINARY, b"first"))
+        await left.wait()
+        with trio.fail_after(FLUSH_BOUND):
+            await peer.send_all(client_frame(PING, b"still there?"))
+            assert await reader.frame() == (PONG, b"still there?")
+            [ws] = server.connections
+            before = ws.stats.bytes_in
+            await peer.send_all(client_frame(BINARY, b"queued"))
+            await wait_received(ws, before + 1)
+            assert ws.pending == 1
+            await peer.send_all(client_frame(CLOSE, (1000).to_bytes(2, "big")))
+            assert await reader.frame() == (CLOSE, (1000).to_bytes(2, "big"))
+            assert await reader.eof() == b""
+        await peer.aclose()
+
+
+async def test_a_close_from_another_task_is_answered_while_the_handler_reads_in_receive(
+    start_server: Starter,
+) -> None:
+    """One task waits in receive(), reading the socket itself, when another calls
+    close(): the receiving task reads the peer's answer, close() returns as soon as it
+    comes (well before close_timeout), and receive() raises ConnectionClosedOK."""
+    outcome: dict[str, object] = {}
+
+    async def handler(ws: Connection) -> None:
+        await ws.receive()
+
+        async def receiving() -> None:
+            with pytest.raises(ConnectionClosedOK):
+                await ws.receive()
+            outcome["receive"] = ws.close_code
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiving)
+            await trio.testing.wait_all_tasks_blocked()
+            started = trio.current_time()
+            await ws.close(1000, "bye")
+            outcome["close took"] = trio.current_time() - started
+
+    server = await start_server(handler, close_timeout=4 * FLUSH_BOUND)
+    with trio.fail_after(TEST_BOUND):
+        peer = await open_peer(server.port)
+        reader = FrameReader(peer)
+        await peer.send_all(client_frame(BINARY, b"first"))
+        opcode, payload = await reader.frame()
+        assert (opcode, payload[:2]) == (CLOSE, (1000).to_bytes(2, "big"))
+        await peer.send_all(client_frame(CLOSE, payload[:2]))
+        with trio.fail_after(FLUSH_BOUND):
+            assert await reader.eof() == b""
+        await peer.aclose()
+    assert outcome["receive"] == 1000
+    took = outcome["close took"]
+    assert isinstance(took, float) and took < FLUSH_BOUND
+
+
+async def test_two_tasks_in_receive_get_every_message_once(start_server: Starter) -> None:
+    """Two tasks receive from one connection: one reads the socket itself, the other
+    waits for what it queues. Every message reaches exactly one of them."""
+    count = 50
+    got: list[bytes | str] = []
+    done = trio.Event()
+
+    async def handler(ws: Connection) -> None:
+        got.append(await ws.receive())
+
+        async def receiving() -> None:
+            with contextlib.suppress(ConnectionClosedOK):
+                while True:
+                    got.append(await ws.receive())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiving)
+            nursery.start_soon(receiving)
+        done.set()
+
+    server = await start_server(handler)
+    with trio.fail_after(TEST_BOUND):
+        peer = await open_peer(server.port)
+        reader = FrameReader(peer)
+        for index in range(count):
+            await peer.send_all(client_frame(BINARY, numbered(index)))
+            await trio.sleep(0.001 * (index % 3))
+        await peer.send_all(client_frame(CLOSE, (1000).to_bytes(2, "big")))
+        assert (await reader.frame())[0] == CLOSE
+        await done.wait()
+        await peer.aclose()
+    assert sorted(got) == [numbered(i) for i in range(count)]

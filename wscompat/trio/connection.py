@@ -11,6 +11,14 @@ reader wakes it. Reading pauses while ``max_queue`` messages or ``max_queue_byte
 bytes of them wait (one read's worth may come on top), so a slow application pushes
 back through TCP.
 
+*Who reads.* Having woken a task waiting in receive(), the reader parks rather than
+wait on the socket; that task's next receive() with an empty queue then reads the
+socket itself, so a request/response loop is woken by the socket directly, one task
+step per message. Each time the application stops reading, the server's
+:class:`Flusher` looks at the connection at its next pass and wakes the reader unless
+the application reads again: the socket is never left unread for longer than a pass.
+Only one task reads at a time (``_app_reads``, ``_idle_reader``).
+
 *Sending.* :meth:`Connection.send` hands the message to the framer. When more received
 messages are already waiting, the application is in a burst: the frame stays queued
 and goes out with the others in one write, at the latest when the application next
@@ -160,19 +168,35 @@ class Flusher:
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._dirty: list[Connection] = []
+        self._watched: list[Connection] = []
         self._parked = _Parked()
 
     def schedule(self, conn: Connection) -> None:
         self._dirty.append(conn)
         self._parked.wake()
 
+    def watch(self, conn: Connection) -> None:
+        """At the next pass, give the socket back to ``conn``'s reader unless its
+        application is reading it again (see :meth:`Connection.receive`)."""
+        self._watched.append(conn)
+        self._parked.wake()
+
     async def run(self) -> None:
         while True:
-            if not self._dirty:
+            if not self._dirty and not self._watched:
                 await self._parked.wait()
             dirty, self._dirty = self._dirty, []
             self._flush_all(dirty)
             del dirty  # a parked task must not keep the last connections alive
+            if self._watched:
+                watched, self._watched = self._watched, []
+                self._check_all(watched)
+                del watched
+
+    @staticmethod
+    def _check_all(watched: list[Connection]) -> None:
+        for conn in watched:
+            conn._watched()
 
     def _flush_all(self, dirty: list[Connection]) -> None:
         for conn in dirty:
@@ -283,6 +307,16 @@ class Connection(RequestView):
     """Whole data frames go to the relay's target as they came (see relay())."""
     _shared: bytearray | None = None
     """The read buffer this connection shares with others (see ``_read``), if any."""
+    _idle_reader: trio.lowlevel.Task | None = None
+    """The reader, parked while the application reads the socket itself (see receive())."""
+    _app_reads = False
+    """The application's task is reading the socket, in receive()."""
+    _handed = False
+    """The reader woke a task waiting in receive() and that task has not run yet."""
+    _watch_scheduled = False
+    """The flusher is to see, at its next pass, whether the reader must read again."""
+    _drained = True
+    """The last read emptied the socket: the next one waits for it to be readable."""
 
     def __init__(
         self,
@@ -376,6 +410,10 @@ class Connection(RequestView):
         them, ConnectionClosed (OK or Error by close code) is raised.
         """
         if self._queue:
+            if self._idle_reader is not None and not self._watch_scheduled:
+                # This task read the socket, or was handed the message by a reader that
+                # then parked: should it not come back, the reader takes over.
+                self._watch()
             self._run += 1
             if self._run >= FAIR_RUN:
                 # Before the message is taken: a cancellation here loses nothing.
@@ -401,8 +439,77 @@ class Connection(RequestView):
             if self._proto.close_code is not None or self._reader == 2:
                 raise self._closed_exc()
             self._run = 0
+            if self._idle_reader is not None:
+                if not self._app_reads and self._reads_here():
+                    await self._read_here()
+                    continue
+                self._wake_reader()
             await self._receivers.wait()
+            self._handed = False  # nothing can interrupt this task between wake and here
+            if self._idle_reader is not None and not self._watch_scheduled:
+                self._watch()
         return await self.receive()
+
+    def _reads_here(self) -> bool:
+        """Whether receive() may read the socket in the application's task: the reader
+        is parked (it parks only where this holds) and nothing asks for more than
+        reading: no close under way, no relay, no write backlog."""
+        return (self._proto.state is State.OPEN and not self._discard
+                and self._sink is None and self._reader == 1 and not self._backed_up())
+
+    async def _read_here(self) -> None:
+        """One read in the application's task, its messages queued: the task that
+        waits for a message is woken by the socket itself, with no reader step
+        before it. A checkpoint precedes every read, as in the reader."""
+        self._app_reads = True
+        size = self._settings.read_size
+        try:
+            if self._drained:
+                await self._transport.wait_readable()
+            else:
+                await trio.lowlevel.checkpoint()
+            count = await self._read(size)
+            self._drained = count < size
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._finish(1006, "connection lost", by="peer")
+        except Exception:
+            logger.exception("%s reader failed", logfields.path(self.path))
+            self._finish(1011, "internal error", by="local")
+        finally:
+            self._app_reads = False
+            if self._proto.state is not State.OPEN or self.closed:
+                self._wake_reader()  # the closing handshake and the drain are its own
+            elif not self._watch_scheduled:
+                self._watch()  # whatever happens next, the socket is read within a pass
+
+    def _park_reader(self) -> Awaitable[object]:
+        """Park the reader while the application reads in receive()."""
+        task = self._idle_reader = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            if self._idle_reader is task:
+                self._idle_reader = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _wake_reader(self) -> None:
+        task = self._idle_reader
+        if task is not None:
+            self._idle_reader = None
+            trio.lowlevel.reschedule(task)
+
+    def _watch(self) -> None:
+        assert self._flusher is not None  # the reader parks only when there is one
+        self._watch_scheduled = True
+        self._flusher.watch(self)
+
+    def _watched(self) -> None:
+        """The flusher's pass: the reader reads again unless the application is
+        reading, or about to run with a message the reader handed it."""
+        self._watch_scheduled = False
+        if not self._app_reads and not self._handed:
+            self._wake_reader()
 
     def __aiter__(self) -> Connection:
         """Messages until a normal close; an abnormal close raises ConnectionClosedError.
@@ -466,6 +573,8 @@ class Connection(RequestView):
             target._write_relayed()
         if self._reader_parked.tasks:
             self._reader_parked.wake()  # it may have paused on a full queue
+        if not self._app_reads:
+            self._wake_reader()  # parked for receive(), which a relay does not call
         if self.closed:
             self._ended()
 
@@ -587,6 +696,8 @@ class Connection(RequestView):
         self._queue = _NO_MESSAGES
         self._queued = 0
         self._reader_parked.wake()  # a reader paused on a full queue reads the answer
+        if not self._app_reads:
+            self._wake_reader()  # a reader parked for receive() reads it too
         deadline = trio.current_time() + self._settings.close_timeout
         with trio.CancelScope(deadline=deadline, shield=shield):
             if self._proto.state is State.OPEN and not self.closed:
@@ -658,9 +769,15 @@ class Connection(RequestView):
             # them now rather than after the next read, which may never come.
             self._dispatch(self._proto.events())
             await self._flush(quiet=True)
-            drained = True
             proto = self._proto
+            parks = (self._shared is not None and self._flusher is not None
+                     and transport.sync)
             while not self.closed:
+                if self._app_reads:
+                    # The application reads in receive(); parked, the reader holds
+                    # no wait on the socket.
+                    await self._park_reader()
+                    continue
                 if proto.state is not State.OPEN:
                     await self._read_closing(size)
                     break
@@ -674,17 +791,22 @@ class Connection(RequestView):
                     # connection has it read on (and drop) until the peer's answer.
                     await self._reader_parked.wait()
                     continue
-                if drained and transport.sync:
+                if self._drained and transport.sync:
                     # The last read emptied the socket: wait before reading again.
                     await transport.wait_readable()
+                self._handed = False
                 count = await self._read(size)
                 if not count:
                     break
                 if count == size:
-                    drained = False
+                    self._drained = False
                     await trio.lowlevel.checkpoint()  # more is waiting: let others run
                 else:
-                    drained = True
+                    self._drained = True
+                    if self._handed and parks and self._reads_here():
+                        # A task waiting in receive() has the message and has not run
+                        # yet: its next receive() reads the socket itself.
+                        await self._park_reader()
             await self._linger()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._finish(1006, "connection lost", by="peer")
@@ -845,6 +967,7 @@ class Connection(RequestView):
         if relayed and target is not None:
             target._write_relayed()
         if queue and self._receivers.tasks:
+            self._handed = True
             self._receivers.wake()
 
     def _backed_up(self) -> bool:
