@@ -1028,6 +1028,41 @@ async def echo_raw(peer: RawPeer, reader: FrameReader, payload: bytes) -> None:
     assert await reader.frame() == (BINARY, payload)
 
 
+class Spawned(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+async def test_a_connection_whose_handler_waits_in_receive_starts_no_reader_task(
+    start_server: Starter,
+) -> None:
+    """An echo connection opens, echoes, answers the peer's close and ends the TCP
+    connection with one task: the handler's receive() does all the reading, the drain
+    after the close included."""
+    server = await start_server()
+    spawned = Spawned()
+    trio.lowlevel.add_instrument(spawned)
+    try:
+        with trio.fail_after(TEST_BOUND):
+            peer = await open_peer(server.port)
+            reader = FrameReader(peer)
+            for index in range(5):
+                await echo_raw(peer, reader, numbered(index))
+            await peer.send_all(client_frame(CLOSE, (1000).to_bytes(2, "big")))
+            assert await reader.frame() == (CLOSE, (1000).to_bytes(2, "big"))
+            assert await reader.eof() == b""
+            await peer.aclose()
+            while server.active:
+                await trio.sleep(0.01)
+    finally:
+        trio.lowlevel.remove_instrument(spawned)
+    assert [n for n in spawned.names if n.endswith("run_reader")] == []
+    assert sum(n.endswith("_serve_connection") for n in spawned.names) == 1
+
+
 async def test_an_echo_loop_is_woken_by_the_socket_with_no_reader_step_per_message(
     start_server: Starter,
 ) -> None:
@@ -1051,18 +1086,20 @@ async def test_an_echo_loop_is_woken_by_the_socket_with_no_reader_step_per_messa
     assert steps.count <= 2
 
 
-@pytest.mark.parametrize("away", ["elsewhere", "cancelled"])
+@pytest.mark.parametrize("away", ["elsewhere", "cancelled", "never"])
 async def test_a_handler_that_stops_receiving_still_has_pings_answered_and_the_close_read(
     start_server: Starter, away: str
 ) -> None:
     """The handler takes one message, then never calls receive() again: it waits on
-    something else, or its next receive() (which reads the socket itself) is cancelled.
-    The reader takes the socket back within a scheduler pass, so pings are answered,
-    later messages queue, and the peer's close is answered and the connection ended."""
+    something else, or its next receive() (which reads the socket itself) is cancelled;
+    or it never calls receive() at all. The reader starts, or takes the socket back,
+    within a scheduler pass, so pings are answered, later messages queue, and the
+    peer's close is answered and the connection ended."""
     left = trio.Event()
 
     async def handler(ws: Connection) -> None:
-        await ws.receive()
+        if away != "never":
+            await ws.receive()
         if away == "cancelled":
             with trio.move_on_after(DEADLINE):
                 await ws.receive()
@@ -1082,7 +1119,7 @@ async def test_a_handler_that_stops_receiving_still_has_pings_answered_and_the_c
             before = ws.stats.bytes_in
             await peer.send_all(client_frame(BINARY, b"queued"))
             await wait_received(ws, before + 1)
-            assert ws.pending == 1
+            assert ws.pending == (2 if away == "never" else 1)
             await peer.send_all(client_frame(CLOSE, (1000).to_bytes(2, "big")))
             assert await reader.frame() == (CLOSE, (1000).to_bytes(2, "big"))
             assert await reader.eof() == b""

@@ -2,7 +2,8 @@
 
 Theory of operation. A :class:`Connection` drives one sans-I/O protocol connection
 (:mod:`wscompat.protocol.connection`) over one :class:`~.transport.Transport`. Two
-tasks touch it: a reader, which owns the receiving side, and the application's task.
+tasks touch it: a reader, which owns the receiving side, and the application's task,
+which reads itself while it waits in receive() (see *Who reads*).
 
 *Receiving.* The reader reads, feeds the protocol, and appends the messages it yields
 to a queue. :meth:`Connection.receive` takes from that queue **without yielding to the
@@ -17,7 +18,9 @@ socket itself, so a request/response loop is woken by the socket directly, one t
 step per message. Each time the application stops reading, the server's
 :class:`Flusher` looks at the connection at its next pass and wakes the reader unless
 the application reads again: the socket is never left unread for longer than a pass.
-Only one task reads at a time (``_app_reads``, ``_idle_reader``).
+Only one task reads at a time (``_app_reads``, ``_idle_reader``). On a server's plain
+socket the reader task is started only when first needed (start_reading()): a
+connection whose handler only ever waits in receive() runs one task, not two.
 
 *Sending.* :meth:`Connection.send` hands the message to the framer. When more received
 messages are already waiting, the application is in a burst: the frame stays queued
@@ -317,6 +320,9 @@ class Connection(RequestView):
     """The flusher is to see, at its next pass, whether the reader must read again."""
     _drained = True
     """The last read emptied the socket: the next one waits for it to be readable."""
+    _spawner: trio.Nursery | None = None
+    """Where the reader is started when first needed (see start_reading()); None when
+    it is started with the connection."""
 
     def __init__(
         self,
@@ -439,7 +445,8 @@ class Connection(RequestView):
             if self._proto.close_code is not None or self._reader == 2:
                 raise self._closed_exc()
             self._run = 0
-            if self._idle_reader is not None:
+            if self._idle_reader is not None or (
+                    self._reader == 0 and self._spawner is not None):
                 if not self._app_reads and self._reads_here():
                     await self._read_here()
                     continue
@@ -452,10 +459,11 @@ class Connection(RequestView):
 
     def _reads_here(self) -> bool:
         """Whether receive() may read the socket in the application's task: the reader
-        is parked (it parks only where this holds) and nothing asks for more than
-        reading: no close under way, no relay, no write backlog."""
+        is parked or not started (it parks, or starts late, only where this holds) and
+        nothing asks for more than reading: no close under way, no relay, no write
+        backlog."""
         return (self._proto.state is State.OPEN and not self._discard
-                and self._sink is None and self._reader == 1 and not self._backed_up())
+                and self._sink is None and self._reader != 2 and not self._backed_up())
 
     async def _read_here(self) -> None:
         """One read in the application's task, its messages queued: the task that
@@ -494,10 +502,36 @@ class Connection(RequestView):
         return trio.lowlevel.wait_task_rescheduled(abort)
 
     def _wake_reader(self) -> None:
+        """Have the reader read: wake it if parked, start it if it never ran (unless
+        the connection is closed, where wait_reader() drains it instead)."""
         task = self._idle_reader
         if task is not None:
             self._idle_reader = None
             trio.lowlevel.reschedule(task)
+        elif (self._reader == 0 and self._spawner is not None and not self.closed
+                and not self._close_reads):
+            self._reader = 1
+            self._spawner.start_soon(self.run_reader)
+
+    def start_reading(self, nursery: trio.Nursery) -> None:
+        """Start the connection's reading, on a server: the reader task is started in
+        ``nursery`` at once, or, on a plain socket with a flusher, only once something
+        other than receive() needs the socket read (the application waits elsewhere,
+        a relay, a closing handshake): a handler that waits in receive() reads the
+        socket itself, and a connection that only ever does so has no reader task."""
+        if not (self._shared is not None and self._flusher is not None
+                and self._transport.sync):
+            nursery.start_soon(self.run_reader)
+            return
+        self._spawner = nursery
+        proto = self._proto
+        # Frames that came with the handshake are in the framer already: delivered now,
+        # not after the next read, which may never come.
+        self._dispatch(proto.events())
+        if proto.wants_write or proto.eof_wanted or proto.state is not State.OPEN:
+            self._wake_reader()  # a reply to write or a close under way: the reader's
+        else:
+            self._watch()  # the reader starts at the next pass unless receive() reads
 
     def _watch(self) -> None:
         assert self._flusher is not None  # the reader parks only when there is one
@@ -706,7 +740,7 @@ class Connection(RequestView):
             await self._flush(quiet=True)
             # The reader, while it runs, reads the answer: a second task reading the
             # same socket would fail both. Woken for anything else, wait again.
-            while self._reader == 1 and not self.closed:
+            while (self._reader == 1 or self._app_reads) and not self.closed:
                 await self._closers.wait()
             if not self.closed:
                 self._close_reads = True  # a reader started from now on leaves it to us
@@ -715,12 +749,18 @@ class Connection(RequestView):
             # The peer never answered: the connection ended with the code we sent.
             self._finish(code, reason or "closing handshake timed out", by="timeout")
             await self._transport.aclose()
-        elif self._reader != 1:
+        elif self._reader == 2 or (self._reader == 0 and self._spawner is None):
             await self._transport.aclose()
 
     async def wait_reader(self, timeout: float, *, shield: bool = False) -> None:
         """Wait, at most ``timeout``, for the reader to finish (its drain included);
-        ``shield`` as for :meth:`close`."""
+        ``shield`` as for :meth:`close`. A reader that never started (see
+        start_reading()) has its drain done here instead."""
+        if self._reader == 0 and self._spawner is not None and self.closed:
+            self._reader = 2
+            with trio.CancelScope(shield=shield):
+                await self._linger()  # bounded by close_timeout
+            return
         if self._reader != 1:
             return
         with trio.CancelScope(deadline=trio.current_time() + timeout, shield=shield):
@@ -758,13 +798,12 @@ class Connection(RequestView):
         One loop in one frame: an idle connection's reader is parked in trio's
         ``wait_readable`` directly, holding as few coroutine frames as it can.
         """
-        if self._close_reads:
-            self._reader = 2  # started after close() began reading the answer itself
-            return
         self._reader = 1
         transport = self._transport
         size = self._settings.read_size
         try:
+            if self._close_reads:
+                return  # started after close() began reading the answer itself
             # Frames that came with the handshake are in the framer already: deliver
             # them now rather than after the next read, which may never come.
             self._dispatch(self._proto.events())

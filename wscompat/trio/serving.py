@@ -191,7 +191,7 @@ def start_connection(
     if server.options.tcp_keepalive is not None and not ws.caps.ping:
         transport.keep_alive(server.options.tcp_keepalive,  # hixie: no ping to tell
                              timers=not server.keepalive_inherited)
-    nursery.start_soon(ws.run_reader)
+    ws.start_reading(nursery)
     return ws, _start_watchers(ws, server, nursery, sync=transport.sync)
 
 
