@@ -732,6 +732,21 @@ class Connection(RequestView):
         self._reader_parked.wake()  # a reader paused on a full queue reads the answer
         if not self._app_reads:
             self._wake_reader()  # a reader parked for receive() reads it too
+        if not self.closed or self._out or self._head is not None or self._writing or (
+                self._proto.eof_wanted and not self._eof_sent):
+            # (Closed with nothing left to write, the usual end of a handler whose peer
+            # closed first, needs no scope.)
+            await self._closing_handshake(code, reason, shield=shield)
+        if not self.closed:
+            # The peer never answered: the connection ended with the code we sent.
+            self._finish(code, reason or "closing handshake timed out", by="timeout")
+            await self._transport.aclose()
+        elif self._reader == 2 or (self._reader == 0 and self._spawner is None):
+            await self._transport.aclose()
+
+    async def _closing_handshake(self, code: int, reason: str, *, shield: bool) -> None:
+        """close()'s part within ``close_timeout``: send the close, write what is
+        queued, and see the peer's answer read."""
         deadline = trio.current_time() + self._settings.close_timeout
         with trio.CancelScope(deadline=deadline, shield=shield):
             if self._proto.state is State.OPEN and not self.closed:
@@ -745,12 +760,6 @@ class Connection(RequestView):
             if not self.closed:
                 self._close_reads = True  # a reader started from now on leaves it to us
                 await self._read_until_closed()
-        if not self.closed:
-            # The peer never answered: the connection ended with the code we sent.
-            self._finish(code, reason or "closing handshake timed out", by="timeout")
-            await self._transport.aclose()
-        elif self._reader == 2 or (self._reader == 0 and self._spawner is None):
-            await self._transport.aclose()
 
     async def wait_reader(self, timeout: float, *, shield: bool = False) -> None:
         """Wait, at most ``timeout``, for the reader to finish (its drain included);
@@ -758,8 +767,7 @@ class Connection(RequestView):
         start_reading()) has its drain done here instead."""
         if self._reader == 0 and self._spawner is not None and self.closed:
             self._reader = 2
-            with trio.CancelScope(shield=shield):
-                await self._linger()  # bounded by close_timeout
+            await self._linger(shield=shield)  # within close_timeout
             return
         if self._reader != 1:
             return
@@ -957,18 +965,30 @@ class Connection(RequestView):
         while not self.closed and await self._read(self._settings.read_size):
             pass
 
-    async def _linger(self) -> None:
-        """After the close, half-close and drain until the peer's FIN (bounded)."""
+    async def _linger(self, *, shield: bool = False) -> None:
+        """After the close, half-close and drain until the peer's FIN, within
+        ``close_timeout`` (``shield`` as for :meth:`close`). What is drained is read into
+        the shared buffer where there is one, and dropped."""
         if self._gave_up:
             return  # the peer's FIN was waited for already
-        with trio.move_on_after(self._settings.close_timeout):
+        transport, shared = self._transport, self._shared
+        deadline = trio.current_time() + self._settings.close_timeout
+        with trio.CancelScope(deadline=deadline, shield=shield):
             await self._flush(quiet=True)
             if not self._eof_sent and not self._writing:
                 self._eof_sent = True
                 await self._half_close()
             try:
-                while await self._transport.receive(self._settings.read_size):
-                    pass
+                while True:
+                    if shared is None:
+                        if not await transport.receive(self._settings.read_size):
+                            return
+                        continue
+                    count = transport.try_receive_into(shared)
+                    if count is None:
+                        await transport.wait_readable()
+                    elif not count:
+                        return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
 
