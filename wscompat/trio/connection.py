@@ -165,7 +165,9 @@ class Flusher:
 
     One per server: a connection whose application sent while more messages were
     waiting registers here once; if the application then waits on anything but
-    receive(), its frames still leave within one pass of the scheduler.
+    receive(), its frames still leave within one pass of the scheduler. A connection
+    whose application stopped reading the socket in receive() registers too (watch()):
+    at that pass its reader reads again, or starts, unless the application is back.
     """
 
     def __init__(self, nursery: trio.Nursery) -> None:
