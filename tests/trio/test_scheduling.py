@@ -31,7 +31,8 @@ import trio
 import trio.testing
 
 from wscompat.cli import echo
-from wscompat.errors import ConnectionClosedOK
+from wscompat.errors import ConnectionClosed, ConnectionClosedOK
+from wscompat.protocol.framing.hybi import HybiFramer
 from wscompat.trio.client import connect
 from wscompat.trio.connection import FAIR_RUN, Connection
 
@@ -1197,3 +1198,58 @@ async def test_two_tasks_in_receive_get_every_message_once(start_server: Starter
         await done.wait()
         await peer.aclose()
     assert sorted(got) == [numbered(i) for i in range(count)]
+
+
+FAULTY = 77
+"""The payload length of the message whose parsing the fault test makes fail."""
+
+
+@pytest.mark.parametrize("reading", ["receive", "reader"])
+async def test_a_fault_while_reading_closes_that_connection_with_1011_and_is_logged(
+    start_server: Starter, reading: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A read whose parsing raises (a fault of the server, not of the peer) ends only
+    its own connection, with 1011 and a logged traceback, whether the handler's
+    receive() or the reader task was reading; the server serves on."""
+    original = HybiFramer.receive_into
+
+    def failing(self: HybiFramer, buffer: bytearray, count: int) -> None:
+        if count >= 2 and buffer[1] & 0x7F == FAULTY:  # the payload is masked: the length
+            raise RuntimeError("a fault while parsing")
+        original(self, buffer, count)
+
+    monkeypatch.setattr(HybiFramer, "receive_into", failing)
+    outcome: dict[str, object] = {}
+
+    async def handler(ws: Connection) -> None:
+        if ws.path == "/echo":
+            await echo(ws)
+            return
+        await ws.receive()
+        try:
+            if reading == "receive":
+                await ws.receive()
+            else:
+                await trio.sleep_forever()
+        except ConnectionClosed as closed:
+            outcome["raised"] = closed.code
+
+    server = await start_server(handler)
+    with trio.fail_after(TEST_BOUND):
+        peer = await open_peer(server.port, "/fault")
+        reader = FrameReader(peer)
+        await peer.send_all(client_frame(BINARY, b"first"))
+        [ws] = server.connections
+        await wait_received(ws, 1)
+        if reading == "reader":
+            await trio.sleep(0.05)  # the handler waits elsewhere: the reader reads
+        await peer.send_all(client_frame(BINARY, bytes(FAULTY)))
+        opcode, payload = await reader.frame()
+        assert (opcode, payload[:2]) == (CLOSE, (1011).to_bytes(2, "big"))
+        await peer.aclose()
+        await echo_once(server.port)
+    assert ws.close_code == 1011
+    if reading == "receive":
+        assert outcome["raised"] == 1011
+    assert any("reader failed" in r.getMessage() and r.exc_info for r in caplog.records)

@@ -480,17 +480,30 @@ class Connection(RequestView):
                 await trio.lowlevel.checkpoint()
             count = await self._read(size)
             self._drained = count < size
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._finish(1006, "connection lost", by="peer")
-        except Exception:
-            logger.exception("%s reader failed", logfields.path(self.path))
-            self._finish(1011, "internal error", by="local")
+        except Exception as exc:
+            self._read_failed(exc)
         finally:
             self._app_reads = False
             if self._proto.state is not State.OPEN or self.closed:
                 self._wake_reader()  # the closing handshake and the drain are its own
             elif not self._watch_scheduled:
                 self._watch()  # whatever happens next, the socket is read within a pass
+
+    def _read_failed(self, exc: Exception) -> None:
+        """End the connection after a read raised (called in the except clause): 1006
+        when the transport is gone; for a fault of this side, 1011, logged, and sent
+        to the peer as the draft's close (as far as the kernel takes it at once)."""
+        if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+            self._finish(1006, "connection lost", by="peer")
+            return
+        logger.exception("%s reader failed", logfields.path(self.path))
+        if self._proto.state is State.OPEN and not self.closed:
+            try:
+                self._proto.send_close(1011, "internal error")
+                self._write_now()
+            except Exception:  # the framer is in no state to say it: the log does
+                logger.debug("no close frame after the fault", exc_info=True)
+        self._finish(1011, "internal error", by="local")
 
     def _park_reader(self) -> Awaitable[object]:
         """Park the reader while the application reads in receive()."""
@@ -857,11 +870,8 @@ class Connection(RequestView):
                         # yet: its next receive() reads the socket itself.
                         await self._park_reader()
             await self._linger()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._finish(1006, "connection lost", by="peer")
-        except Exception:
-            logger.exception("%s reader failed", logfields.path(self.path))
-            self._finish(1011, "internal error", by="local")
+        except Exception as exc:
+            self._read_failed(exc)
         finally:
             # A cancelled reader leaves the connection open for close() to finish it.
             self._reader = 2
