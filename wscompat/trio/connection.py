@@ -447,8 +447,7 @@ class Connection(RequestView):
             if self._proto.close_code is not None or self._reader == 2:
                 raise self._closed_exc()
             self._run = 0
-            if self._idle_reader is not None or (
-                    self._reader == 0 and self._spawner is not None):
+            if self._idle_reader is not None or self._starts_late:
                 if not self._app_reads and self._reads_here():
                     await self._read_here()
                     continue
@@ -516,15 +515,29 @@ class Connection(RequestView):
 
         return trio.lowlevel.wait_task_rescheduled(abort)
 
+    @property
+    def _starts_late(self) -> bool:
+        """The reader has not run and is started only when needed (start_reading())."""
+        return self._reader == 0 and self._spawner is not None
+
+    def _reads_lazily(self) -> bool:
+        """Whether receive() may take over the reading: a plain socket, whose reads go
+        into the shared buffer, and a flusher to give the socket back to the reader."""
+        return (self._shared is not None and self._flusher is not None
+                and self._transport.sync)
+
     def _wake_reader(self) -> None:
         """Have the reader read: wake it if parked, start it if it never ran (unless
-        the connection is closed, where wait_reader() drains it instead)."""
+        the connection is closed, where wait_reader() drains it instead). Nothing to
+        do while the application reads: the reader would only park again."""
+        if self._app_reads:
+            return
         task = self._idle_reader
         if task is not None:
             self._idle_reader = None
             trio.lowlevel.reschedule(task)
-        elif (self._reader == 0 and self._spawner is not None and not self.closed
-                and not self._close_reads):
+        elif self._starts_late and not self.closed and not self._close_reads:
+            assert self._spawner is not None
             self._reader = 1
             self._spawner.start_soon(self.run_reader)
 
@@ -534,8 +547,7 @@ class Connection(RequestView):
         other than receive() needs the socket read (the application waits elsewhere,
         a relay, a closing handshake): a handler that waits in receive() reads the
         socket itself, and a connection that only ever does so has no reader task."""
-        if not (self._shared is not None and self._flusher is not None
-                and self._transport.sync):
+        if not self._reads_lazily():
             nursery.start_soon(self.run_reader)
             return
         self._spawner = nursery
@@ -557,7 +569,7 @@ class Connection(RequestView):
         """The flusher's pass: the reader reads again unless the application is
         reading, or about to run with a message the reader handed it."""
         self._watch_scheduled = False
-        if not self._app_reads and not self._handed:
+        if not self._handed:
             self._wake_reader()
 
     def __aiter__(self) -> Connection:
@@ -622,8 +634,7 @@ class Connection(RequestView):
             target._write_relayed()
         if self._reader_parked.tasks:
             self._reader_parked.wake()  # it may have paused on a full queue
-        if not self._app_reads:
-            self._wake_reader()  # parked for receive(), which a relay does not call
+        self._wake_reader()  # parked for receive(), which a relay does not call
         if self.closed:
             self._ended()
 
@@ -745,8 +756,7 @@ class Connection(RequestView):
         self._queue = _NO_MESSAGES
         self._queued = 0
         self._reader_parked.wake()  # a reader paused on a full queue reads the answer
-        if not self._app_reads:
-            self._wake_reader()  # a reader parked for receive() reads it too
+        self._wake_reader()  # a reader parked for receive() reads it too
         if not self.closed or self._out or self._head is not None or self._writing or (
                 self._proto.eof_wanted and not self._eof_sent):
             # (Closed with nothing left to write, the usual end of a handler whose peer
@@ -756,7 +766,7 @@ class Connection(RequestView):
             # The peer never answered: the connection ended with the code we sent.
             self._finish(code, reason or "closing handshake timed out", by="timeout")
             await self._transport.aclose()
-        elif self._reader == 2 or (self._reader == 0 and self._spawner is None):
+        elif self._reader == 2 or (self._reader == 0 and not self._starts_late):
             await self._transport.aclose()
 
     async def _closing_handshake(self, code: int, reason: str, *, shield: bool) -> None:
@@ -780,7 +790,7 @@ class Connection(RequestView):
         """Wait, at most ``timeout``, for the reader to finish (its drain included);
         ``shield`` as for :meth:`close`. A reader that never started (see
         start_reading()) has its drain done here instead."""
-        if self._reader == 0 and self._spawner is not None and self.closed:
+        if self._starts_late and self.closed:
             self._reader = 2
             await self._linger(shield=shield)  # within close_timeout
             return
@@ -832,8 +842,7 @@ class Connection(RequestView):
             self._dispatch(self._proto.events())
             await self._flush(quiet=True)
             proto = self._proto
-            parks = (self._shared is not None and self._flusher is not None
-                     and transport.sync)
+            parks = self._reads_lazily()
             while not self.closed:
                 if self._app_reads:
                     # The application reads in receive(); parked, the reader holds
